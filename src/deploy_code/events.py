@@ -1,0 +1,111 @@
+"""Event records: what the supervisor publishes and state / metrics / API consume.
+
+``ReplicaState`` lives here so that every layer can name states without importing ``supervisor``.
+Records are frozen values; sinks receive them through :class:`EventSink` and must never block.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Protocol
+
+__all__ = [
+    "DeploymentFinished",
+    "Event",
+    "EventSink",
+    "ProbeFailed",
+    "ReplicaExited",
+    "ReplicaState",
+    "ReplicaTransitioned",
+]
+
+
+class ReplicaState(enum.StrEnum):
+    """Life cycle of one replica. The legal transitions are the table in ``supervisor.states``."""
+
+    PENDING = "pending"  # placed, waiting for dependencies or admission
+    STARTING = "starting"  # process spawned, not yet ready
+    READY = "ready"  # readiness passed
+    DEGRADED = "degraded"  # running, but readiness is failing
+    BACKOFF = "backoff"  # exited; waiting for the restart delay
+    STOPPING = "stopping"  # stop signal sent, waiting for exit
+    STOPPED = "stopped"  # stopped on purpose
+    COMPLETED = "completed"  # exited 0 and is not restarted
+    FAILED = "failed"  # gave up: crash loop, start failure, dependency failure
+
+    @property
+    def is_terminal(self) -> bool:
+        """True for states a replica does not leave on its own."""
+        return self in (ReplicaState.STOPPED, ReplicaState.COMPLETED, ReplicaState.FAILED)
+
+    @property
+    def is_running(self) -> bool:
+        """True while a process is (believed to be) alive."""
+        return self in (
+            ReplicaState.STARTING,
+            ReplicaState.READY,
+            ReplicaState.DEGRADED,
+            ReplicaState.STOPPING,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaTransitioned:
+    """A replica changed state."""
+
+    service: str
+    replica: int
+    old: ReplicaState
+    new: ReplicaState
+    reason: str
+    at: float  # wall time
+    pid: int | None = None
+    kind: str = field(default="replica.transition", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaExited:
+    """A replica's process exited. ``returncode`` is None for an adopted process (not our child)."""
+
+    service: str
+    replica: int
+    pid: int
+    returncode: int | None
+    at: float
+    kind: str = field(default="replica.exited", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeFailed:
+    """A probe failed once (the replica changes state only past its threshold)."""
+
+    service: str
+    replica: int
+    probe: str  # startup | readiness | liveness
+    message: str
+    at: float
+    kind: str = field(default="probe.failed", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentFinished:
+    """A deployment (``up``) reached its outcome: ``ready``, ``failed`` or ``cancelled``."""
+
+    name: str
+    outcome: str
+    duration_s: float
+    at: float
+    message: str = ""
+    kind: str = field(default="deployment.finished", init=False)
+
+
+Event = ReplicaTransitioned | ReplicaExited | ProbeFailed | DeploymentFinished
+
+
+class EventSink(Protocol):
+    """A consumer of events. ``publish`` is called on the orchestrator's loop and must not block."""
+
+    def publish(self, event: Event) -> None:
+        """Take one event; drop (and count) rather than block when full."""
+        ...
