@@ -1,0 +1,36 @@
+"""Runtime: the backend seam between the supervisor and running workloads.
+
+Inputs: a :class:`ProcessSpec` per replica (already interpolated by the supervisor). Outputs: a
+:class:`ProcessHandle` that reports the exit event-driven and can signal and stop the replica's process
+group; :class:`Capacity` for the resources layer; per-replica log files (:class:`LogFile`, followed by
+:class:`LogFollower`).
+
+Must never: import config, graph, scheduling or supervisor; block the event loop (spawns run in a small
+thread pool); kill replicas when the orchestrator exits (they outlive it and are re-adopted with
+:meth:`LocalBackend.adopt`); hold anything per exited process once its handle is closed.
+"""
+
+from deploy_code.runtime.backend import Backend, Capacity, GpuInfo, Handle, ProcessIdentity, ProcessSpec
+from deploy_code.runtime.local import (
+    LocalBackend,
+    LogFile,
+    LogFollower,
+    ProcessHandle,
+    discover_capacity,
+    proc_start_time,
+)
+
+__all__ = [
+    "Backend",
+    "Capacity",
+    "GpuInfo",
+    "Handle",
+    "LocalBackend",
+    "LogFile",
+    "LogFollower",
+    "ProcessHandle",
+    "ProcessIdentity",
+    "ProcessSpec",
+    "discover_capacity",
+    "proc_start_time",
+]

@@ -1,0 +1,13 @@
+"""The local backend: replicas as processes on this machine.
+
+Import it through ``deploy_code.runtime``; the submodules are its implementation.
+"""
+
+from deploy_code.runtime.local.backend import LocalBackend
+from deploy_code.runtime.local.capacity import discover_capacity
+from deploy_code.runtime.local.follow import LogFollower
+from deploy_code.runtime.local.handle import ProcessHandle
+from deploy_code.runtime.local.logs import LogFile
+from deploy_code.runtime.local.procinfo import proc_start_time
+
+__all__ = ["LocalBackend", "LogFile", "LogFollower", "ProcessHandle", "discover_capacity", "proc_start_time"]
