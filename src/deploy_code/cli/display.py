@@ -1,0 +1,107 @@
+"""Progress for `up` in the foreground: a Rich live table on a terminal, plain lines otherwise."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any
+
+from deploy_code.events import Event, ReplicaState
+from deploy_code.supervisor import DeployOutcome, Orchestrator
+
+__all__ = ["LiveReporter", "PlainReporter", "status_table"]
+
+REFRESH_S = 0.25  # live table refresh; only while a person watches a terminal
+
+
+class PlainReporter:
+    """One line per replica that becomes ready or fails, and the outcome. For pipes and CI logs."""
+
+    def __init__(self) -> None:
+        self._out = sys.stdout
+
+    def publish(self, event: Event) -> None:
+        """Print READY / FAILED / BACKOFF transitions."""
+        if event.kind != "replica.transition":
+            return
+        new = event.new  # type: ignore[union-attr]
+        if new in (ReplicaState.READY, ReplicaState.FAILED, ReplicaState.BACKOFF):
+            self._out.write(f"{event.service}.{event.replica}: {new} ({event.reason})\n")  # type: ignore[union-attr]
+            self._out.flush()
+
+    def outcome(self, orch: Orchestrator, result: DeployOutcome) -> None:
+        """Print the outcome."""
+        if result.outcome == "ready":
+            self._out.write(f"deployment {orch.project.spec.name} ready in {result.duration_s:.3f}s\n")
+        else:
+            for name, why in result.failures:
+                self._out.write(f"service {name} failed: {why}\n")
+        self._out.flush()
+
+    async def live(self, orch: Orchestrator) -> None:
+        """No live view."""
+
+
+class LiveReporter(PlainReporter):
+    """A Rich table of services, refreshed while the orchestrator runs."""
+
+    def publish(self, event: Event) -> None:
+        """The table shows everything; no per-event lines."""
+
+    def outcome(self, orch: Orchestrator, result: DeployOutcome) -> None:
+        """Shown in the table title."""
+
+    async def live(self, orch: Orchestrator) -> None:
+        """Refresh the table until cancelled."""
+        from rich.live import Live
+
+        with Live(status_table(orch.status()), refresh_per_second=4, transient=False) as live:
+            while True:
+                await asyncio.sleep(REFRESH_S)
+                live.update(status_table(orch.status()))
+
+
+_STYLE = {
+    "ready": "green",
+    "completed": "green",
+    "starting": "yellow",
+    "pending": "dim",
+    "backoff": "magenta",
+    "degraded": "yellow",
+    "stopping": "cyan",
+    "stopped": "dim",
+    "failed": "bold red",
+}
+
+
+def status_table(status: dict[str, Any]) -> Any:
+    """A Rich table of a status document (from the API or the orchestrator)."""
+    from rich.table import Table
+
+    services: dict[str, Any] = status.get("services", {})
+    ready = sum(1 for s in services.values() if s["state"] in ("ready", "completed"))
+    title = (
+        f"{status.get('name')}  [{status.get('phase')}]  {ready}/{len(services)} services ready  "
+        f"uptime {status.get('uptime_s', 0):.1f}s"
+    )
+    table = Table(title=title, title_justify="left", expand=False)
+    for col in ("SERVICE", "STATE", "READY", "RESTARTS", "PORTS", "PIDS", "REASON"):
+        table.add_column(col)
+    for name, svc in services.items():
+        reps = svc["replicas"]
+        ports = ", ".join(
+            sorted({f"{k}={v}" for r in reps for k, v in r["ports"].items()}, key=lambda s: s)
+        )
+        pids = " ".join(str(r["pid"]) for r in reps if r["pid"])
+        reasons = {r["reason"] for r in reps if r["state"] not in ("ready", "completed")}
+        style = _STYLE.get(svc["state"], "")
+        table.add_row(
+            name,
+            f"[{style}]{svc['state']}[/]" if style else svc["state"],
+            f"{svc['ready']}/{svc['desired']}",
+            str(svc["restarts"]),
+            ports,
+            pids,
+            "; ".join(sorted(reasons))[:80],
+        )
+    return table

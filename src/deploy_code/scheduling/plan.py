@@ -1,0 +1,169 @@
+"""Turn a validated project into a plan: dependency waves plus one placement per replica."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from deploy_code.config import Project
+from deploy_code.errors import ConfigError, DeployCodeError, Diagnostic, ErrorCode, PlacementError
+from deploy_code.graph import CycleError, DependencyGraph, build
+from deploy_code.ports import PortAllocator
+from deploy_code.resources import Ledger
+from deploy_code.units import Resources
+
+__all__ = ["Placement", "Plan", "check", "make_graph", "plan", "release_plan"]
+
+_RESOURCE_UNITS = {"cpu_cores": "cores", "memory_mb": "MiB", "storage_gb": "GiB", "gpu_count": "GPUs"}
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where one replica runs and what it holds."""
+
+    service: str
+    index: int
+    resources: Resources
+    ports: Mapping[str, int]
+
+    @property
+    def owner(self) -> str:
+        """The replica's id in the ledger and port allocator: ``service.index``."""
+        return f"{self.service}.{self.index}"
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The result of planning: graph, start waves, and placements per service (in start order)."""
+
+    graph: DependencyGraph
+    waves: tuple[tuple[str, ...], ...]
+    placements: Mapping[str, tuple[Placement, ...]]
+
+    def all_placements(self) -> Iterable[Placement]:
+        """Every placement, in start order."""
+        for wave in self.waves:
+            for name in wave:
+                yield from self.placements.get(name, ())
+
+
+def make_graph(project: Project) -> DependencyGraph:
+    """Build the dependency graph; a cycle becomes E002 at the first edge of the cycle.
+
+    Raises:
+        ConfigError: E002 with the cycle path, located at the ``depends_on`` key that closes it.
+    """
+    deps = {name: dict(svc.depends_on) for name, svc in project.spec.services.items()}
+    try:
+        return build(deps)
+    except CycleError as exc:
+        path = list(exc.path)
+        loc = project.locate("services", path[0], "depends_on", path[1]) if len(path) > 1 else None
+        raise ConfigError(
+            f"dependency cycle: {' -> '.join(path)}",
+            location=loc,
+            hint="remove one of these depends_on entries",
+        ) from None
+
+
+def _fit_diagnostics(project: Project, capacity: Resources) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    for name, svc in project.spec.services.items():
+        one = svc.resources.to_resources()
+        total = one.scale(svc.replicas) if svc.replicas else Resources()
+        for dim, want, have in total.exceeded(capacity):
+            unit = _RESOURCE_UNITS[dim]
+            per = f" ({svc.replicas} replicas x {getattr(one, dim):g})" if svc.replicas > 1 else ""
+            out.append(
+                Diagnostic(
+                    ErrorCode.E004,
+                    f"service {name!r} requests {want:g} {unit} of {dim}{per}, "
+                    f"but the machine has {have:g} {unit}",
+                    project.locate("services", name, "resources", dim),
+                    "lower the request or the replica count, or run on a bigger machine",
+                )
+            )
+    return out
+
+
+def check(project: Project, capacity: Resources) -> list[Diagnostic]:
+    """Every problem planning would meet, without booking anything: cycles and oversize requests."""
+    diags: list[Diagnostic] = []
+    try:
+        make_graph(project)
+    except DeployCodeError as exc:
+        diags.extend(exc.diagnostics)
+    diags.extend(_fit_diagnostics(project, capacity))
+    return diags
+
+
+def plan(
+    project: Project,
+    ledger: Ledger,
+    ports: PortAllocator,
+    *,
+    now: float,
+    selected: Iterable[str] | None = None,
+    assigned: Mapping[str, Mapping[str, int]] | None = None,
+) -> Plan:
+    """Place every replica of the selected services (plus their dependencies), all or nothing.
+
+    Args:
+        project: the loaded file.
+        ledger: resources are booked here, one owner per replica.
+        ports: ports are taken here; fixed ports are reserved, ``auto`` ones allocated.
+        now: monotonic time, for port quarantine.
+        selected: service names to deploy with their dependencies; None means all.
+        assigned: ports already held by replicas being re-adopted, by owner id (``svc.idx``).
+
+    Raises:
+        PlacementError: E004 when the requests do not fit; nothing stays booked.
+        DeployCodeError: S001 for an unknown service name, S004 for a port conflict.
+    """
+    graph = make_graph(project)
+    diags = _fit_diagnostics(project, ledger.capacity)
+    if diags:
+        raise PlacementError.from_diagnostics(diags)
+    names = graph.closure(selected) if selected else frozenset(graph.services)
+    waves = tuple(tuple(n for n in wave if n in names) for wave in graph.waves())
+    waves = tuple(w for w in waves if w)
+    assigned = assigned or {}
+    placements: dict[str, tuple[Placement, ...]] = {}
+    booked: list[Placement] = []
+    owners: list[str] = []  # every owner that may hold a port, including a half-placed replica
+    try:
+        for wave in waves:
+            for name in wave:
+                svc = project.spec.services[name]
+                reps: list[Placement] = []
+                for idx in range(svc.replicas):
+                    owner = f"{name}.{idx}"
+                    owners.append(owner)
+                    held = assigned.get(owner, {})
+                    got: dict[str, int] = {}
+                    for port_name, value in svc.ports.items():
+                        if port_name in held:
+                            ports.reserve(held[port_name], owner)
+                            got[port_name] = held[port_name]
+                        elif value == "auto":
+                            got[port_name] = ports.allocate(owner, now)
+                        else:
+                            ports.reserve(int(value), owner)
+                            got[port_name] = int(value)
+                    p = Placement(name, idx, svc.resources.to_resources(), got)
+                    reps.append(p)
+                    booked.append(p)
+                placements[name] = tuple(reps)
+        ledger.allocate_batch([(p.owner, p.resources) for p in booked])
+    except BaseException:
+        for owner in owners:
+            ports.release_owner(owner, now)
+        raise
+    return Plan(graph, waves, placements)
+
+
+def release_plan(plan_: Plan, ledger: Ledger, ports: PortAllocator, *, now: float) -> None:
+    """Give back everything a plan booked (idempotent)."""
+    for p in plan_.all_placements():
+        ledger.release(p.owner)
+        ports.release_owner(p.owner, now)

@@ -1,0 +1,21 @@
+"""Supervisor: placements become replicas driven to READY, restarted by policy, stopped in order.
+
+Owns all live state on one asyncio loop. Inputs: a loaded ``Project``, a runtime backend, a state store.
+Outputs: events to sinks (state, metrics, API) and the control surface the API calls.
+"""
+
+from deploy_code.supervisor.admission import Admission, derive_limit
+from deploy_code.supervisor.backoff import CrashLoopDetector, next_delay
+from deploy_code.supervisor.orchestrator import DeployOutcome, Orchestrator
+from deploy_code.supervisor.states import TRANSITIONS, check_transition
+
+__all__ = [
+    "TRANSITIONS",
+    "Admission",
+    "CrashLoopDetector",
+    "DeployOutcome",
+    "Orchestrator",
+    "check_transition",
+    "derive_limit",
+    "next_delay",
+]

@@ -1,0 +1,437 @@
+"""The orchestrator: owns the plan, the replicas, and the order in which they start and stop.
+
+One asyncio loop owns every mutable structure here (ledger, ports, replica tables); mutations are
+synchronous and never hold anything across an ``await``. The task tree is orchestrator -> service
+starters and replica tasks, all in one TaskGroup that ``down`` drains.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from deploy_code.clock import Clock, SystemClock
+from deploy_code.config import InterpolationContext, Project, ServiceAddress
+from deploy_code.errors import DeployCodeError, ErrorCode, SupervisionError
+from deploy_code.events import DeploymentFinished, Event, EventSink, ReplicaState
+from deploy_code.health import HttpClientFactory
+from deploy_code.ports import PortAllocator
+from deploy_code.resources import Ledger
+from deploy_code.runtime import LocalBackend, LogFollower, ProcessHandle, ProcessIdentity
+from deploy_code.scheduling import Plan, plan, release_plan
+from deploy_code.state import StateStore
+from deploy_code.supervisor.admission import Admission, derive_limit
+from deploy_code.supervisor.replica import Replica
+from deploy_code.supervisor.service import ServiceRuntime
+
+__all__ = ["DeployOutcome", "Orchestrator"]
+
+log = logging.getLogger("deploy_code.orchestrator")
+FOLLOW_QUEUE = 1024  # lines buffered per `logs -f` client; a slow client loses the oldest lines
+
+
+@dataclass(frozen=True, slots=True)
+class DeployOutcome:
+    """How a deployment ended up: ``ready`` or ``failed``, with the failing services and why."""
+
+    outcome: str
+    duration_s: float
+    failures: tuple[tuple[str, str], ...] = ()
+
+
+class Orchestrator:
+    """Deploys a project and supervises it until :meth:`request_down`.
+
+    Args:
+        project: the loaded file.
+        backend: where processes run.
+        store: the state directory's SQLite store.
+        clock: time source.
+        selected: services to deploy (plus dependencies); None for all.
+        sinks: extra event consumers (each must not block).
+    """
+
+    def __init__(
+        self,
+        project: Project,
+        *,
+        backend: LocalBackend,
+        store: StateStore,
+        clock: Clock | None = None,
+        selected: Iterable[str] | None = None,
+        sinks: Iterable[EventSink] = (),
+    ) -> None:
+        self.project = project
+        self.settings = project.spec.settings
+        self.backend = backend
+        self.store = store
+        self.clock: Clock = clock or SystemClock()
+        self.selected = list(selected) if selected else None
+        self.sinks: list[EventSink] = [store, *sinks]
+        self.state_dir = project.state_dir
+        self.logs_dir = project.state_dir / "logs"
+        self.logs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.logs = LogFollower()
+        self.http = HttpClientFactory()
+        cores = os.cpu_count() or 1
+        self.admission = Admission(
+            derive_limit(cores, os.getloadavg()[0], self.settings.max_parallel), self.clock
+        )
+        self.capacity = backend.capacity(str(self.state_dir))
+        self.ledger = Ledger(self.capacity.total)
+        low, high = self.settings.port_bounds
+        self.ports = PortAllocator(
+            low, high, quarantine_s=self.settings.port_quarantine, is_free=self._port_free
+        )
+        self.services: dict[str, ServiceRuntime] = {}
+        self.plan: Plan | None = None
+        self.started_wall = self.clock.wall_time()
+        self._t0 = self.clock.now()
+        self._environ = dict(os.environ)
+        self._outcome: asyncio.Future[DeployOutcome] | None = None
+        self._shutdown = asyncio.Event()
+        self._down_timeout: float | None = None
+        self._finished = asyncio.Event()
+        self._tg: asyncio.TaskGroup | None = None
+        self._adopted: dict[str, ProcessHandle] = {}
+        self._orphans: list[ProcessHandle] = []
+        # Tasks to cancel once everything is stopped (service starters still waiting on dependencies,
+        # replica tasks); each one removes itself when done, so the set is bounded by the replicas.
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.phase = "starting"
+
+    # --- helpers used by replicas --------------------------------------------------------------
+    def publish(self, event: Event) -> None:
+        """Fan an event out to every sink."""
+        for sink in self.sinks:
+            sink.publish(event)
+
+    def _port_free(self, port: int) -> bool:
+        # The OS has the last word: a port another program holds is skipped, not handed out.
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((self.settings.host, port))
+            except OSError:
+                return False
+        return True
+
+    def interpolation_context(self, service: str, index: int, ports: dict[str, int]) -> InterpolationContext:
+        """What ``${...}`` may refer to for one replica."""
+        deps: dict[str, ServiceAddress] = {}
+        for dep in self.project.spec.services[service].depends_on:
+            rt = self.services.get(dep)
+            first = rt.replicas.get(0) if rt else None
+            deps[dep] = ServiceAddress(self.settings.host, dict(first.ports) if first else {})
+        return InterpolationContext(environ=self._environ, ports=ports, services=deps, replica=index)
+
+    def working_dir(self, service: str) -> str:
+        """The service's working directory (relative to the file's directory)."""
+        wd = self.project.spec.services[service].working_dir
+        return str((self.project.base_dir / wd).resolve() if wd else self.project.base_dir)
+
+    def on_service_changed(self, svc: ServiceRuntime) -> None:
+        """Settle the deployment outcome once every service is settled or one failed."""
+        fut = self._outcome
+        if fut is None or fut.done():
+            return
+        failures = tuple((s.name, s.failure) for s in self.services.values() if s.failed.is_set())
+        if failures:
+            fut.set_result(DeployOutcome("failed", self.clock.now() - self._t0, failures))
+        elif all(s.settled for s in self.services.values()):
+            fut.set_result(DeployOutcome("ready", self.clock.now() - self._t0))
+
+    # --- adoption ------------------------------------------------------------------------------
+    def _adopt_previous(self) -> dict[str, dict[str, int]]:
+        """Re-adopt replicas recorded by an earlier orchestrator; stop the ones the file dropped."""
+        wanted = self.project.spec.services
+        ports: dict[str, dict[str, int]] = {}
+        for rec in self.store.load_replicas():
+            handle = self.backend.adopt(ProcessIdentity(rec.pid, rec.pgid, rec.start_time))
+            svc = wanted.get(rec.service)
+            keep = (
+                handle is not None
+                and svc is not None
+                and rec.index < svc.replicas
+                and set(rec.ports) == set(svc.ports)
+            )
+            if keep and handle is not None:
+                owner = f"{rec.service}.{rec.index}"
+                self._adopted[owner] = handle
+                ports[owner] = dict(rec.ports)
+            else:
+                self.store.delete_replica(rec.service, rec.index)
+                if handle is not None:
+                    self._orphans.append(handle)
+        return ports
+
+    # --- main ----------------------------------------------------------------------------------
+    async def run(self, on_outcome: Callable[[DeployOutcome], None] | None = None) -> DeployOutcome:
+        """Deploy, report the outcome once through ``on_outcome``, then supervise until down.
+
+        Raises:
+            DeployCodeError: the plan could not be made (E004, S004, S001); nothing is left booked.
+        """
+        loop = asyncio.get_running_loop()
+        self._outcome = loop.create_future()
+        assigned = self._adopt_previous()
+        for orphan in self._orphans:
+            await orphan.stop(signal.SIGTERM, 5.0)
+            orphan.close()
+        self._orphans.clear()
+        try:
+            self.plan = plan(
+                self.project,
+                self.ledger,
+                self.ports,
+                now=self.clock.now(),
+                selected=self.selected,
+                assigned=assigned,
+            )
+        except DeployCodeError:
+            for h in self._adopted.values():
+                h.close()
+            await self._close()
+            raise
+        for name in self.plan.graph.start_order():
+            if name not in self.plan.placements:
+                continue
+            svc = ServiceRuntime(self, name, self.project.spec.services[name])
+            for p in self.plan.placements[name]:
+                svc.replicas[p.index] = Replica(self, svc, p)
+            self.services[name] = svc
+        self.store.set_meta("pid", str(os.getpid()))
+        self.store.set_meta("config", str(self.project.path))
+        outcome: DeployOutcome | None = None
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                for svc in self.services.values():
+                    self._own(tg.create_task(self._start_service(svc), name=f"start:{svc.name}"))
+                if not self.services:
+                    self._outcome.set_result(DeployOutcome("ready", 0.0))
+                outcome_task = tg.create_task(self._report(on_outcome))
+                await self._shutdown.wait()
+                self.phase = "stopping"
+                await self._stop_all(self._down_timeout)
+                outcome_task.cancel()
+                for task in tuple(self._tasks):
+                    task.cancel()
+        finally:
+            self.phase = "stopped"
+            if self._outcome.done() and not self._outcome.cancelled():
+                outcome = self._outcome.result()
+            await self._close()
+            self._finished.set()
+        return outcome or DeployOutcome("cancelled", self.clock.now() - self._t0)
+
+    async def _report(self, on_outcome: Callable[[DeployOutcome], None] | None) -> None:
+        assert self._outcome is not None
+        result = await asyncio.shield(self._outcome)
+        self.phase = "running"
+        self.publish(
+            DeploymentFinished(
+                self.project.spec.name,
+                result.outcome,
+                result.duration_s,
+                self.clock.wall_time(),
+                "; ".join(f"{n}: {why}" for n, why in result.failures),
+            )
+        )
+        if on_outcome is not None:
+            on_outcome(result)
+
+    async def _start_service(self, svc: ServiceRuntime) -> None:
+        # Each service waits for its own dependencies only: no wave barrier.
+        for dep, cond in svc.spec.depends_on.items():
+            dsvc = self.services[dep]
+            met = dsvc.condition(cond)
+            if not met.is_set():
+                waits = [asyncio.ensure_future(met.wait()), asyncio.ensure_future(dsvc.failed.wait())]
+                try:
+                    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for w in waits:
+                        w.cancel()
+            if not met.is_set():
+                for rep in svc.replicas.values():
+                    rep._set(
+                        ReplicaState.FAILED,
+                        f"not started: dependency {dep!r} failed (E007): {dsvc.failure}",
+                    )
+                return
+        svc.deploy_started = self.clock.now()
+        for rep in svc.replicas.values():
+            self._launch(rep)
+        svc.on_replica_changed()
+
+    def _launch(self, rep: Replica) -> None:
+        assert self._tg is not None
+        adopted = self._adopted.pop(rep.id, None)
+        rep.stop_requested = False
+        rep.task = self._own(self._tg.create_task(self._guard(rep, adopted), name=f"replica:{rep.id}"))
+
+    def _own(self, task: asyncio.Task[None]) -> asyncio.Task[None]:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _guard(self, rep: Replica, adopted: ProcessHandle | None) -> None:
+        # A bug in one replica's task must not tear down the whole tree: report it as that replica's failure.
+        try:
+            await rep.run(adopted)
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            log.exception("replica %s crashed in the orchestrator", rep.id)
+            with contextlib.suppress(DeployCodeError):
+                if rep.handle is not None:
+                    await rep.stop()
+                if not rep.state.is_terminal:
+                    rep._set(ReplicaState.FAILED, f"internal error: {exc!r}")
+
+    async def _stop_all(self, timeout: float | None) -> None:
+        """Stop every service once all its dependants have stopped (reverse dependency order)."""
+        stopped = {name: asyncio.Event() for name in self.services}
+        assert self.plan is not None
+        graph = self.plan.graph
+
+        async def stop_one(name: str) -> None:
+            for dependant in graph.dependants(name):
+                if dependant in stopped:
+                    await stopped[dependant].wait()
+            svc = self.services[name]
+            async with asyncio.TaskGroup() as tg:
+                for rep in svc.replicas.values():
+                    tg.create_task(rep.stop(timeout))
+            stopped[name].set()
+
+        async with asyncio.TaskGroup() as tg:
+            for name in self.services:
+                tg.create_task(stop_one(name))
+
+    async def _close(self) -> None:
+        if self.plan is not None:
+            release_plan(self.plan, self.ledger, self.ports, now=self.clock.now())
+        await self.http.aclose()
+        await self.logs.aclose()
+        self.store.flush()
+
+    # --- control (API) -------------------------------------------------------------------------
+    def _service(self, name: str) -> ServiceRuntime:
+        svc = self.services.get(name)
+        if svc is None:
+            known = ", ".join(sorted(self.services)) or "none"
+            raise SupervisionError(
+                f"service {name!r} is not deployed", code=ErrorCode.S001, hint=f"deployed services: {known}"
+            )
+        return svc
+
+    def request_down(self, timeout: float | None = None) -> None:
+        """Ask for an orderly stop of everything (reverse dependency order)."""
+        self._down_timeout = timeout
+        self._shutdown.set()
+
+    async def wait_finished(self) -> None:
+        """Return once :meth:`run` has stopped everything and released its resources."""
+        await self._finished.wait()
+
+    async def wait_outcome(self) -> DeployOutcome:
+        """The deployment outcome, once known."""
+        assert self._outcome is not None
+        return await asyncio.shield(self._outcome)
+
+    def restart(self, names: Iterable[str]) -> list[str]:
+        """Restart every replica of the named services. Returns the replica ids restarted."""
+        services = [self._service(n) for n in names]
+        done: list[str] = []
+        for svc in services:
+            for rep in svc.replicas.values():
+                if rep.task is not None and not rep.task.done() and rep.handle is not None:
+                    rep.post("restart")
+                else:
+                    rep.crash.reset()
+                    rep.attempt = 0
+                    self._launch(rep)
+                done.append(rep.id)
+        return done
+
+    async def stop_services(self, names: Iterable[str], timeout: float | None = None) -> list[str]:
+        """Stop the named services' replicas (they stay stopped until ``restart``)."""
+        services = [self._service(n) for n in names]
+        out: list[str] = []
+        async with asyncio.TaskGroup() as tg:
+            for svc in services:
+                for rep in svc.replicas.values():
+                    tg.create_task(rep.stop(timeout))
+                    out.append(rep.id)
+        return out
+
+    async def logs(self, name: str, lines: int, replica: int | None = None) -> list[str]:
+        """The last ``lines`` lines of each replica's output, prefixed with the replica id."""
+        svc = self._service(name)
+        reps = [r for i, r in sorted(svc.replicas.items()) if replica is None or i == replica]
+        out: list[str] = []
+        for rep in reps:
+            got = await asyncio.to_thread(rep.last_lines, lines)
+            out.extend(f"{rep.id} | {line}" for line in got)
+        return out
+
+    async def follow(self, name: str, replica: int | None = None) -> AsyncIterator[str]:
+        """New output lines of a service as they are written (bounded buffer per client)."""
+        svc = self._service(name)
+        queue: asyncio.Queue[str] = asyncio.Queue(maxsize=FOLLOW_QUEUE)
+
+        def push(prefix: str) -> Callable[[str], None]:
+            def cb(line: str) -> None:
+                if queue.full():
+                    queue.get_nowait()  # drop the oldest: a slow reader must not grow memory
+                queue.put_nowait(f"{prefix} | {line}")
+
+            return cb
+
+        unsubs = [
+            rep.subscribe(push(rep.id))
+            for i, rep in sorted(svc.replicas.items())
+            if replica is None or i == replica
+        ]
+        try:
+            while not self._finished.is_set():
+                yield await queue.get()
+        finally:
+            for u in unsubs:
+                u()
+
+    def status(self) -> dict[str, object]:
+        """Everything `deploy-code status` shows, as plain data."""
+        return {
+            "name": self.project.spec.name,
+            "file": str(self.project.path),
+            "pid": os.getpid(),
+            "phase": self.phase,
+            "started_at": self.started_wall,
+            "uptime_s": round(self.clock.now() - self._t0, 3),
+            "services": {name: svc.snapshot() for name, svc in self.services.items()},
+            "admission": {
+                "limit": self.admission.limit,
+                "in_use": self.admission.in_use,
+                "waiting": self.admission.waiting,
+            },
+            "resources": {
+                "capacity": self.ledger.capacity.to_dict(),
+                "allocated": self.ledger.allocated.to_dict(),
+                "source": self.capacity.source,
+            },
+            "ports": {"in_use": self.ports.in_use, "range": self.settings.port_range},
+        }
+
+    @property
+    def state_path(self) -> Path:
+        """The state directory."""
+        return self.state_dir

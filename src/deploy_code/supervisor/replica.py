@@ -1,0 +1,399 @@
+"""One task per replica: it owns the process, its probes and its restarts.
+
+The task loops: admission -> spawn -> supervise (exit, probes, commands) -> restart policy. Every state
+change goes through :meth:`Replica._set`, which checks the transition table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from deploy_code.config import InterpolationContext, render_argv, service_environment
+from deploy_code.errors import DeployCodeError
+from deploy_code.events import ReplicaExited, ReplicaState, ReplicaTransitioned
+from deploy_code.health import (
+    CheckTarget,
+    LogLineMatcher,
+    NotifyEndpoint,
+    ProbeRunner,
+    ProbeTransition,
+    make_check,
+)
+from deploy_code.runtime import LogFile, ProcessHandle, ProcessSpec
+from deploy_code.scheduling import Placement
+from deploy_code.state import ReplicaRecord
+from deploy_code.supervisor.backoff import CrashLoopDetector, next_delay, replay_rng
+from deploy_code.supervisor.states import check_transition
+
+if TYPE_CHECKING:
+    from deploy_code.config.model import ProbeSpec, ServiceSpec
+    from deploy_code.supervisor.orchestrator import Orchestrator
+    from deploy_code.supervisor.service import ServiceRuntime
+
+__all__ = ["Replica"]
+
+S = ReplicaState
+INBOX_BOUND = 16  # commands and probe verdicts; duplicates beyond this are dropped (they repeat)
+READY_AUTO_S = 60.0  # `timeouts.ready: auto` until the history-based estimate lands (reliability issue)
+LAST_LINES = 20  # log lines quoted in a failure report
+
+
+class Replica:
+    """One replica of a service.
+
+    Args:
+        orch: the orchestrator that owns this replica's task.
+        service: the service runtime it belongs to.
+        placement: its booked resources and ports.
+    """
+
+    def __init__(self, orch: Orchestrator, service: ServiceRuntime, placement: Placement) -> None:
+        self.orch = orch
+        self.service = service
+        self.spec: ServiceSpec = service.spec
+        self.index = placement.index
+        self.id = placement.owner
+        self.ports = dict(placement.ports)
+        self.state = S.PENDING
+        self.reason = "waiting for dependencies"
+        self.handle: ProcessHandle | None = None
+        self.restarts = 0
+        self.attempt = 0
+        self.last_exit: int | None = None
+        self.started_at: float | None = None
+        self.ready_since: float | None = None
+        self.ever_started = False
+        self.stop_requested = False
+        self.inbox: asyncio.Queue[tuple[str, str]] = asyncio.Queue(maxsize=INBOX_BOUND)
+        self.crash = CrashLoopDetector(self.spec.restart)
+        self.log_path = str(orch.logs_dir / f"{self.id}.log")
+        self.log = LogFile(self.log_path, orch.settings.log_max_size, orch.settings.log_backups)
+        self.task: asyncio.Task[None] | None = None
+        self._matcher: LogLineMatcher | None = None
+        self._notify: NotifyEndpoint | None = None
+        self._line_subscribers: set[Callable[[str], None]] = set()  # bounded: one per `logs -f` client
+
+    # --- state ---------------------------------------------------------------------------------
+    def _set(self, new: ReplicaState, reason: str) -> None:
+        old = self.state
+        if old == new:
+            self.reason = reason
+            return
+        check_transition(old, new, who=self.id)
+        self.state = new
+        self.reason = reason
+        now = self.orch.clock.now()
+        if new == S.STARTING:
+            self.ever_started = True
+            self.ready_since = None
+        elif new == S.READY:
+            self.ready_since = now
+        self.orch.publish(
+            ReplicaTransitioned(
+                self.service.name,
+                self.index,
+                old,
+                new,
+                reason,
+                self.orch.clock.wall_time(),
+                self.handle.identity.pid if self.handle else None,
+            )
+        )
+        self.service.on_replica_changed()
+
+    def post(self, kind: str, detail: str = "") -> None:
+        """Queue a command or verdict for the replica's task (``restart``, ``liveness``, ...)."""
+        with contextlib.suppress(asyncio.QueueFull):
+            self.inbox.put_nowait((kind, detail))
+
+    # --- main loop -----------------------------------------------------------------------------
+    async def run(self, adopted: ProcessHandle | None = None) -> None:
+        """Drive the replica until it is stopped, completes, or fails for good."""
+        self.handle = adopted
+        try:
+            while not self.stop_requested:
+                if self.handle is None:
+                    try:
+                        self.handle = await self._start()
+                    except DeployCodeError as exc:
+                        if not await self._after_failure(f"start failed: {exc.message}", None):
+                            return
+                        continue
+                else:
+                    self._set(S.STARTING, "re-adopted running process")
+                    self._track_logs()
+                kind, detail = await self._supervise(self.handle)
+                if self.stop_requested:
+                    break
+                if kind != "exit":
+                    await self._terminate(self.handle)
+                rc = self.handle.returncode
+                self.last_exit = rc
+                self._release_handle()
+                if kind == "restart":
+                    self.attempt = 0
+                    self.crash.reset()
+                    self.restarts += 1
+                    self._set(S.BACKOFF, "restart requested")
+                    continue
+                why = detail if kind != "exit" else _describe_exit(rc)
+                if kind == "exit" and rc == 0 and self.spec.restart.policy != "always":
+                    self._set(S.COMPLETED, "exited 0")
+                    return
+                if not await self._after_failure(why, rc):
+                    return
+        finally:
+            self._untrack_logs()
+
+    async def _after_failure(self, why: str, rc: int | None) -> bool:
+        """Apply the restart policy after a failure. Returns True to restart, False when done."""
+        now = self.orch.clock.now()
+        if self.ready_since is not None and now - self.ready_since >= self.spec.restart.reset_after:
+            self.attempt = 0
+        if self.spec.restart.policy == "no":
+            self._fail(why)
+            return False
+        if self.crash.record(now):
+            self._fail(
+                f"crash loop: {len(self.crash)} restarts within {self.spec.restart.window:g}s; last: {why}"
+            )
+            return False
+        delay = next_delay(self.attempt, self.spec.restart.backoff, replay_rng(self.id, self.attempt))
+        self.attempt += 1
+        self.restarts += 1
+        self._set(S.BACKOFF, f"{why}; restarting in {delay:.3g}s")
+        if delay > 0:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    # A restart or stop command cuts the wait short.
+                    while True:
+                        kind, _ = await self.inbox.get()
+                        if kind in ("restart", "stop"):
+                            break
+        return not self.stop_requested
+
+    def _fail(self, why: str) -> None:
+        self._set(S.FAILED, why)
+
+    # --- spawning ------------------------------------------------------------------------------
+    def _context(self) -> InterpolationContext:
+        return self.orch.interpolation_context(self.service.name, self.index, self.ports)
+
+    async def _start(self) -> ProcessHandle:
+        ctx = self._context()
+        argv = render_argv(self.orch.project, self.service.name, ctx)
+        env = service_environment(self.orch.project, self.service.name, ctx)
+        env["DEPLOY_CODE_STATE_DIR"] = str(self.orch.state_dir)  # marks our processes for orphan sweeps
+        env["DEPLOY_CODE_REPLICA_ID"] = self.id
+        if self._needs_notify():
+            if self._notify is None:
+                self._notify = NotifyEndpoint.open(self.id)
+            env["NOTIFY_SOCKET"] = self._notify.address
+        cwd = self.orch.working_dir(self.service.name)
+        spec = ProcessSpec(
+            name=self.id,
+            argv=tuple(argv),
+            env=env,
+            cwd=cwd,
+            log_path=self.log_path,
+            start_timeout=self.spec.timeouts.start,
+        )
+        async with self.orch.admission.slot(self.spec.priority):
+            self._set(S.STARTING, "spawning")
+            self._track_logs()
+            spawn = asyncio.ensure_future(self.orch.backend.start(spec))
+            try:
+                handle = await asyncio.shield(spawn)
+            except asyncio.CancelledError:
+                # The spawn runs in a thread and may still produce a process: never leak it.
+                with contextlib.suppress(BaseException):
+                    late = await spawn
+                    await late.stop(signal.SIGKILL, 1.0)
+                    late.close()
+                raise
+        self.started_at = self.orch.clock.now()
+        ident = handle.identity
+        self.orch.store.put_replica(
+            ReplicaRecord(
+                self.service.name,
+                self.index,
+                ident.pid,
+                ident.pgid,
+                ident.start_time,
+                dict(self.ports),
+                self.log_path,
+                self.orch.clock.wall_time(),
+            )
+        )
+        return handle
+
+    def _needs_notify(self) -> bool:
+        h = self.spec.health
+        return any(p is not None and p.notify is not None for p in (h.startup, h.readiness, h.liveness))
+
+    # --- supervising ---------------------------------------------------------------------------
+    async def _supervise(self, handle: ProcessHandle) -> tuple[str, str]:
+        while not self.inbox.empty():  # verdicts about an earlier process do not apply to this one
+            self.inbox.get_nowait()
+        if self._matcher is not None:
+            self._matcher.reset()
+        tasks: list[asyncio.Task[None]] = []
+        async with asyncio.TaskGroup() as tg:
+            tasks.append(tg.create_task(self._watch_exit(handle)))
+            tasks.append(tg.create_task(self._probe_all()))
+            tasks.append(tg.create_task(self._ready_deadline()))
+            try:
+                kind, detail = await self.inbox.get()
+            finally:
+                for t in tasks:
+                    t.cancel()
+        return kind, detail
+
+    async def _watch_exit(self, handle: ProcessHandle) -> None:
+        rc = await handle.wait()
+        self.orch.publish(
+            ReplicaExited(self.service.name, self.index, handle.identity.pid, rc, self.orch.clock.wall_time())
+        )
+        self.post("exit", _describe_exit(rc))
+
+    async def _ready_deadline(self) -> None:
+        limit = self.spec.timeouts.ready
+        seconds = READY_AUTO_S if limit == "auto" else float(limit)
+        await self.orch.clock.sleep_until(self.orch.clock.now() + seconds)
+        if self.state == S.STARTING:
+            self.post("ready-timeout", f"not ready within {seconds:g}s (E008)")
+
+    def _runner(self, name: str, spec: ProbeSpec) -> ProbeRunner:
+        target = CheckTarget(
+            host=self.orch.settings.host,
+            ports=self.ports,
+            env={},
+            cwd=self.orch.working_dir(self.service.name),
+        )
+        if spec.log_line is not None and self._matcher is None:
+            self._matcher = LogLineMatcher(spec.log_line.pattern)
+        check = make_check(spec, target, http=self.orch.http, log=self._matcher, notify=self._notify)
+        return ProbeRunner(f"{self.id}:{name}", spec, check, self.orch.clock)
+
+    async def _probe_all(self) -> None:
+        health = self.spec.health
+        if health.startup is not None:
+            passed = asyncio.Event()
+
+            def on_startup(t: ProbeTransition) -> None:
+                if t.healthy:
+                    passed.set()
+                else:
+                    self.post("startup", f"startup probe failed {t.consecutive}x: {t.result.message}")
+
+            async with asyncio.TaskGroup() as tg:
+                task = tg.create_task(self._runner("startup", health.startup).run(on_startup))
+                await passed.wait()
+                task.cancel()
+        if health.readiness is None:
+            self._set(S.READY, "running (no readiness probe)")
+        async with asyncio.TaskGroup() as tg:
+            if health.readiness is not None:
+                tg.create_task(self._runner("readiness", health.readiness).run(self._on_readiness))
+            if health.liveness is not None:
+                tg.create_task(self._runner("liveness", health.liveness).run(self._on_liveness))
+
+    def _on_readiness(self, t: ProbeTransition) -> None:
+        if t.healthy and self.state in (S.STARTING, S.DEGRADED):
+            self._set(S.READY, "readiness passed")
+        elif not t.healthy and self.state == S.READY:
+            self._set(S.DEGRADED, f"readiness failing: {t.result.message}")
+
+    def _on_liveness(self, t: ProbeTransition) -> None:
+        if not t.healthy:
+            self.post("liveness", f"liveness failed {t.consecutive}x: {t.result.message}")
+
+    async def _terminate(self, handle: ProcessHandle) -> None:
+        await handle.stop(self.spec.signal_number, self.spec.timeouts.stop)
+
+    def _release_handle(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+            self.handle = None
+        self.orch.store.delete_replica(self.service.name, self.index)
+
+    # --- stopping ------------------------------------------------------------------------------
+    async def stop(self, timeout: float | None = None) -> None:
+        """Stop the replica: stop signal, wait ``timeout`` (default: the service's), SIGKILL the group."""
+        self.stop_requested = True
+        handle = self.handle
+        if handle is not None and not handle.exited:
+            if self.state in (S.STARTING, S.READY, S.DEGRADED):
+                self._set(S.STOPPING, "stop requested")
+            await handle.stop(
+                self.spec.signal_number, self.spec.timeouts.stop if timeout is None else timeout
+            )
+        self.post("stop")
+        task = self.task
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.handle is not None:
+            self.last_exit = self.handle.returncode
+            self._release_handle()
+        if not self.state.is_terminal:
+            self._set(S.STOPPED, "stopped")
+        if self._notify is not None:
+            self._notify.close()
+            self._notify = None
+
+    # --- logs ----------------------------------------------------------------------------------
+    def _track_logs(self) -> None:
+        self.orch.logs.watch(self.log_path, self._on_line)
+
+    def _untrack_logs(self) -> None:
+        self.orch.logs.unwatch(self.log_path)
+
+    def _on_line(self, line: str) -> None:
+        if self._matcher is not None:
+            self._matcher.feed(line)
+        for sub in tuple(self._line_subscribers):
+            sub(line)
+
+    def subscribe(self, callback: Callable[[str], None]) -> Callable[[], None]:
+        """Receive each new output line; returns the unsubscribe function."""
+        self._line_subscribers.add(callback)
+        self._track_logs()
+        return lambda: self._line_subscribers.discard(callback)
+
+    def last_lines(self, n: int = LAST_LINES) -> list[str]:
+        """The last ``n`` lines of output (blocking file read: call from a thread)."""
+        return self.log.tail(n)
+
+    def snapshot(self) -> dict[str, object]:
+        """Plain-data view for status."""
+        now = self.orch.clock.now()
+        return {
+            "index": self.index,
+            "id": self.id,
+            "state": str(self.state),
+            "reason": self.reason,
+            "pid": self.handle.identity.pid if self.handle else None,
+            "ports": dict(self.ports),
+            "restarts": self.restarts,
+            "last_exit": self.last_exit,
+            "uptime_s": round(now - self.started_at, 3) if self.started_at and self.handle else None,
+            "adopted": bool(self.handle and self.handle.adopted),
+            "log": self.log_path,
+        }
+
+
+def _describe_exit(rc: int | None) -> str:
+    if rc is None:
+        return "exited (adopted process; exit status unknown)"
+    if rc < 0:
+        try:
+            return f"killed by {signal.Signals(-rc).name}"
+        except ValueError:
+            return f"killed by signal {-rc}"
+    return f"exited with status {rc}"

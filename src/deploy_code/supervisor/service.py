@@ -1,0 +1,97 @@
+"""A service: its replicas and the conditions dependants wait for."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from deploy_code.config.model import ServiceSpec
+from deploy_code.events import ReplicaState
+
+if TYPE_CHECKING:
+    from deploy_code.supervisor.orchestrator import Orchestrator
+    from deploy_code.supervisor.replica import Replica
+
+__all__ = ["ServiceRuntime"]
+
+S = ReplicaState
+
+
+class ServiceRuntime:
+    """Replicas of one service plus its conditions (started, healthy, completed, failed).
+
+    Conditions latch: once a dependant may start, a later restart of the dependency does not stop it.
+    """
+
+    def __init__(self, orch: Orchestrator, name: str, spec: ServiceSpec) -> None:
+        self.orch = orch
+        self.name = name
+        self.spec = spec
+        self.replicas: dict[int, Replica] = {}  # bounded by spec.replicas
+        self.started = asyncio.Event()
+        self.healthy = asyncio.Event()
+        self.completed = asyncio.Event()
+        self.failed = asyncio.Event()
+        self.failure = ""
+        self.deploy_started: float | None = None
+        self.ready_after_s: float | None = None
+
+    def condition(self, name: str) -> asyncio.Event:
+        """The event for a ``depends_on`` condition."""
+        return {
+            "started": self.started,
+            "healthy": self.healthy,
+            "completed_successfully": self.completed,
+        }[name]
+
+    def on_replica_changed(self) -> None:
+        """Recompute conditions after a replica transition (called on the loop, never awaits)."""
+        reps = list(self.replicas.values())
+        if all(r.ever_started for r in reps):
+            self.started.set()
+        if all(r.state == S.READY for r in reps):
+            if not self.healthy.is_set() and self.deploy_started is not None:
+                self.ready_after_s = self.orch.clock.now() - self.deploy_started
+            self.healthy.set()
+        if reps and all(r.state == S.COMPLETED for r in reps):
+            self.completed.set()
+        failed = [r for r in reps if r.state == S.FAILED]
+        if failed and not self.failed.is_set():
+            self.failure = f"replica {failed[0].id}: {failed[0].reason}"
+            self.failed.set()
+        self.orch.on_service_changed(self)
+
+    @property
+    def settled(self) -> bool:
+        """True when this service needs nothing more to count as deployed."""
+        return self.healthy.is_set() or self.completed.is_set()
+
+    @property
+    def state(self) -> str:
+        """One word for the service: the worst of its replicas' states."""
+        states = [r.state for r in self.replicas.values()]
+        if not states:
+            return "ready"
+        for s in (S.FAILED, S.BACKOFF, S.DEGRADED, S.STARTING, S.PENDING, S.STOPPING):
+            if s in states:
+                return str(s)
+        if all(s == S.COMPLETED for s in states):
+            return str(S.COMPLETED)
+        if all(s in (S.STOPPED, S.COMPLETED) for s in states):
+            return str(S.STOPPED)
+        return str(S.READY)
+
+    def snapshot(self) -> dict[str, object]:
+        """Plain-data view for status."""
+        reps = [self.replicas[i] for i in sorted(self.replicas)]
+        return {
+            "name": self.name,
+            "state": self.state,
+            "ready": sum(1 for r in reps if r.state == S.READY),
+            "desired": self.spec.replicas,
+            "restarts": sum(r.restarts for r in reps),
+            "depends_on": dict(self.spec.depends_on),
+            "failure": self.failure or None,
+            "ready_after_s": None if self.ready_after_s is None else round(self.ready_after_s, 4),
+            "replicas": [r.snapshot() for r in reps],
+        }
