@@ -38,7 +38,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import psutil
 import yaml
@@ -273,9 +273,15 @@ def wait_pid_exit(pid: int, timeout: float) -> bool:
             os.close(pidfd)
 
 
-def pct(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+def warm_up(server: Path) -> None:
+    """One unmeasured start of the server, so the first measured exec does not pay a cold page cache."""
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        port = free_ports(1, 23900, set())[0]
+        p = subprocess.Popen([str(server), str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with contextlib.suppress(TimeoutError):
+            wait_ports([port], time.perf_counter(), time.perf_counter() + 5)
+        p.terminate()
+        p.wait(timeout=5)
 
 
 # ------------------------------------------------------------------------------------- the orchestrator
@@ -353,6 +359,7 @@ class Deployment:
     proc: subprocess.Popen[bytes] | None = None
     t0: float = 0.0
     stop_s: float | None = None
+    status_works: bool = True
 
     def __post_init__(self) -> None:
         self.file = OUT_DIR / f"{self.name}.yaml"
@@ -407,6 +414,17 @@ class Deployment:
             time.sleep(0.2)
         return False
 
+    def find_pid(self, service: str, port: int) -> tuple[int | None, str]:
+        """The replica's pid from ``status --format json``; from /proc once status has failed."""
+        if self.status_works:
+            reps = replicas_of(self.orch.status(self.file)).get(service, [])
+            got = reps[0].get("pid") if reps else None
+            if isinstance(got, int) and got > 0:
+                return got, "status"
+            if not reps:
+                self.status_works = False  # no status command (or no such service): stop asking
+        return listener_pid(port), "/proc"
+
     def stop(self) -> None:
         """SIGINT the foreground ``up``; then ``down`` if needed; then kill leftovers by group."""
         proc, self.proc = self.proc, None
@@ -436,6 +454,126 @@ class Deployment:
         still = wait_closed(self.ports, time.monotonic() + 10)
         if still:
             log(f"{self.name}: ports still open after clean-up: {still[:5]}")
+
+
+class Runner(Protocol):
+    """What the crash measurement needs from deploy-code or supervisord."""
+
+    name: str
+
+    def wait_ports(self, timeout: float, interval: float = 0.0005) -> dict[int, float]: ...
+    def find_pid(self, service: str, port: int) -> tuple[int | None, str]: ...
+
+
+@dataclass
+class Supervisord:
+    """The same services under supervisord (``supervisord -n -c CONF``), for comparison only."""
+
+    exe: str
+    name: str
+    commands: dict[str, list[str]]
+    ports: list[int]
+    proc: subprocess.Popen[bytes] | None = None
+    t0: float = 0.0
+
+    def write(self) -> Path:
+        conf = OUT_DIR / f"{self.name}.conf"
+        lines = [
+            "[supervisord]",
+            "nodaemon=true",
+            f"logfile={OUT_DIR / (self.name + '.log')}",
+            f"pidfile={OUT_DIR / (self.name + '.pid')}",
+            "loglevel=warn",
+            "minfds=4096",
+        ]
+        for svc, argv in self.commands.items():
+            lines += [
+                f"[program:{svc}]",
+                "command=" + " ".join(argv),
+                "autostart=true",
+                "autorestart=true",
+                "startsecs=0",
+                "startretries=1000",
+                "stdout_logfile=NONE",
+                "stderr_logfile=NONE",
+                "stopwaitsecs=5",
+            ]
+        conf.write_text("\n".join(lines) + "\n")
+        return conf
+
+    def start(self) -> float:
+        conf = self.write()
+        self.t0 = time.perf_counter()
+        self.proc = subprocess.Popen(
+            [self.exe, "-n", "-c", str(conf)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=OUT_DIR,
+        )
+        return self.t0
+
+    def wait_ports(self, timeout: float, interval: float = 0.0005) -> dict[int, float]:
+        return wait_ports(self.ports, self.t0, time.perf_counter() + timeout, interval)
+
+    def find_pid(self, service: str, port: int) -> tuple[int | None, str]:
+        return listener_pid(port), "/proc"
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            log(f"{self.name}: supervisord ignored SIGTERM for 30 s")
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5)
+        kill_leftovers(SERVER_BIN)
+        wait_closed(self.ports, time.monotonic() + 10)
+
+
+def supervisord_version(exe: str) -> str:
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        r = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=30, check=False)
+        if r.returncode == 0:
+            return r.stdout.strip()
+    return ""
+
+
+def measure_crashes(run: Runner, service: str, port: int, rounds: int, settle: float) -> dict[str, Any]:
+    """SIGKILL the replica ``rounds`` times; time kill -> its port accepts again."""
+    durations: list[float] = []
+    sources: list[str] = []
+    unchanged = 0
+    for _ in range(rounds):
+        run.wait_ports(timeout=30)  # (re)listening before the next kill
+        time.sleep(settle)
+        pid, src = run.find_pid(service, port)
+        listening = listener_pid(port)
+        if pid is None:
+            raise RuntimeError(f"cannot find the pid listening on port {port}")
+        sources.append(src)
+        t0 = time.perf_counter()
+        os.kill(pid, signal.SIGKILL)
+        if not wait_pid_exit(pid, timeout=5):
+            raise RuntimeError(f"pid {pid} did not exit after SIGKILL")
+        first = wait_ports([port], t0, time.perf_counter() + 30, interval=0.0001)
+        durations.append(first[port])
+        if listener_pid(port) == listening:
+            unchanged += 1  # the port answered from a process we did not kill: status gave a wrapper?
+    return {
+        "durations_s": durations,
+        "median_s": statistics.median(durations),
+        "max_s": max(durations),
+        "pid_source": sources,
+        "listener_unchanged": unchanged,
+    }
 
 
 @contextlib.contextmanager
@@ -485,6 +623,8 @@ class Bench:
     rows: list[Row] = field(default_factory=list)
     results: dict[str, Any] = field(default_factory=dict)
     used_ports: set[int] = field(default_factory=set)
+    sv_exe: str = ""
+    sv_label: str = "supervisord"
 
     def ports(self, n: int) -> list[int]:
         ps = free_ports(n, self.args.port_base, self.used_ports)
@@ -540,10 +680,21 @@ class Bench:
         base_s = statistics.median(base)
         res: dict[str, Any] = {"services": n, "baseline_popen_s": base, "baseline_median_s": base_s}
         self.results[key] = res
-        if not self.orch.available:
-            res["skipped"] = self.orch.why_not
-            self.rows.append(Row(label, "skipped", notes=f"baseline (Popen loop) {base_s * 1e3:.0f} ms"))
-            return
+        try:
+            if self.orch.available:
+                self.start_orchestrator(n, ports, idle, res)
+            else:
+                res["skipped"] = self.orch.why_not
+                self.rows.append(Row(label, "skipped", notes=f"baseline (Popen loop) {base_s * 1e3:.0f} ms"))
+        finally:
+            if self.sv_exe:
+                try:
+                    self.start_supervisord(n, ports)
+                except Exception as exc:
+                    self.failed(f"start_{n}_supervisord", f"(i) start {n} services: supervisord", exc)
+
+    def start_orchestrator(self, n: int, ports: list[int], idle: bool, res: dict[str, Any]) -> None:
+        label, base_s = f"(i) start {n} services", res["baseline_median_s"]
         spec = project(
             f"bench-start-{n}",
             {
@@ -553,6 +704,7 @@ class Bench:
             ports,
         )
         runs: list[float] = []
+        idle_rows: list[Row] = []
         for rep in range(self.args.repeat):
             last = rep == self.args.repeat - 1
             with deployed(Deployment(self.orch, f"start-{n}", spec, ports)) as dep:
@@ -561,7 +713,7 @@ class Bench:
                 runs.append(max(first.values()))
                 res.setdefault("p50_port_s", []).append(statistics.median(first.values()))
                 if idle and last:
-                    self.idle(dep)
+                    idle_rows = self.idle(dep)
             res.setdefault("stop_s", []).append(dep.stop_s)
         total = statistics.median(runs)
         res.update(orchestrator_s=runs, orchestrator_median_s=total, ratio=total / base_s)
@@ -574,10 +726,29 @@ class Bench:
         else:
             ok, target = None, ""
         self.rows.append(Row(label, f"{total * 1e3:.0f} ms", target, ok, note))
+        self.rows.extend(idle_rows)
+
+    def start_supervisord(self, n: int, ports: list[int]) -> None:
+        """The same start under supervisord, for comparison (a row with no target)."""
+        sv = Supervisord(
+            self.sv_exe,
+            f"sv-start-{n}",
+            {f"s{i}": [str(self.server), str(p)] for i, p in enumerate(ports)},
+            ports,
+        )
+        try:
+            sv.start()
+            total = max(sv.wait_ports(timeout=120).values())
+        finally:
+            sv.stop()
+        self.results[f"start_{n}_supervisord"] = {"total_s": total}
+        self.rows.append(
+            Row(f"(i) start {n} services: {self.sv_label}", f"{total * 1e3:.0f} ms", notes="comparison")
+        )
 
     # -- (iv) ----------------------------------------------------------------------------------------
 
-    def idle(self, dep: Deployment) -> None:
+    def idle(self, dep: Deployment) -> list[Row]:
         """RSS and CPU seconds of the orchestrator (``up`` and its non-service descendants) while idle."""
         assert dep.proc is not None
         ready = dep.wait_all_ready(timeout=10 if self.args.quick else 45)
@@ -632,24 +803,22 @@ class Bench:
         notes = f"{len(procs)} process(es); tcp readiness every {self.args.idle_period} for 200 services" + (
             "" if ready else "; status never said all ready (or no status)"
         )
-        self.rows.append(
+        return [
             Row(
                 "(iv) idle RSS, 200 services",
                 f"{rss_mib:.1f} MiB (peak {peak / 2**20:.1f})",
                 f"<= {TARGET_IDLE_RSS_MIB:.0f} MiB",
                 peak / 2**20 <= TARGET_IDLE_RSS_MIB,
                 notes,
-            )
-        )
-        self.rows.append(
+            ),
             Row(
                 f"(iv) idle CPU, 200 services ({window:.0f} s window)",
                 f"{per30:.3f} CPU-s / 30 s",
                 f"<= {TARGET_IDLE_CPU_PER_30S} CPU-s / 30 s",
                 per30 <= TARGET_IDLE_CPU_PER_30S,
                 f"measured {cpu_s:.3f} CPU-s in {window:.0f} s",
-            )
-        )
+            ),
+        ]
 
     # -- (ii) ----------------------------------------------------------------------------------------
 
@@ -722,58 +891,42 @@ class Bench:
                 "window": "60s",
             },
         )
-        durations: list[float] = []
-        pid_source: list[str] = []
-        same_pid = 0
-        use_status = True
-        with deployed(
-            Deployment(self.orch, "crash", project("bench-crash", {"svc": svc}, [port]), [port])
-        ) as dep:
+        dep = Deployment(self.orch, "crash", project("bench-crash", {"svc": svc}, [port]), [port])
+        with deployed(dep):
             dep.start()
             dep.wait_ports(timeout=60)
-            for _ in range(CRASH_ROUNDS):
-                dep.wait_ports(timeout=30)  # (re)listening before the next kill
-                time.sleep(self.args.crash_settle)
-                pid = None
-                if use_status:
-                    reps = replicas_of(self.orch.status(dep.file)).get("svc", [])
-                    got = reps[0].get("pid") if reps else None
-                    if isinstance(got, int) and got > 0:
-                        pid, src = got, "status"
-                    else:
-                        use_status = False
-                listening = listener_pid(port)
-                if pid is None:
-                    pid, src = listening, "/proc"
-                if pid is None:
-                    raise RuntimeError(f"cannot find the pid listening on port {port}")
-                pid_source.append(src)
-                t0 = time.perf_counter()
-                os.kill(pid, signal.SIGKILL)
-                if not wait_pid_exit(pid, timeout=5):
-                    raise RuntimeError(f"pid {pid} did not exit after SIGKILL")
-                first = wait_ports([port], t0, time.perf_counter() + 30, interval=0.0001)
-                durations.append(first[port])
-                if listener_pid(port) == listening:
-                    same_pid += 1  # the port answered from the process we killed: status gave a wrapper?
-        med, worst = statistics.median(durations), max(durations)
-        self.results[key] = {
-            "durations_s": durations,
-            "median_s": med,
-            "max_s": worst,
-            "pid_source": pid_source,
-            "listener_unchanged": same_pid,
-        }
-        notes = f"max {worst * 1e3:.1f} ms; pid from {', '.join(sorted(set(pid_source)))}"
-        if same_pid:
-            notes += f"; WARNING: {same_pid} kill(s) did not replace the listener"
+            res = measure_crashes(dep, "svc", port, CRASH_ROUNDS, self.args.crash_settle)
+        self.results[key] = res
+        med, worst, unchanged = res["median_s"], res["max_s"], res["listener_unchanged"]
+        notes = f"max {worst * 1e3:.1f} ms; pid from {', '.join(sorted(set(res['pid_source'])))}"
+        if unchanged:
+            notes += f"; WARNING: {unchanged} kill(s) did not replace the listener"
         self.rows.append(
             Row(
                 label,
                 f"median {med * 1e3:.1f} ms",
                 f"<= {TARGET_CRASH_MEDIAN_S * 1e3:.0f} ms median",
-                med <= TARGET_CRASH_MEDIAN_S and not same_pid,
+                med <= TARGET_CRASH_MEDIAN_S and not unchanged,
                 notes,
+            )
+        )
+
+    def crash_supervisord(self) -> None:
+        key, label = "crash_ready_supervisord", f"(iii) crash -> ready: {self.sv_label}"
+        port = self.ports(1)[0]
+        sv = Supervisord(self.sv_exe, "sv-crash", {"svc": [str(self.server), str(port)]}, [port])
+        try:
+            sv.start()
+            sv.wait_ports(timeout=60)
+            res = measure_crashes(sv, "svc", port, CRASH_ROUNDS, self.args.crash_settle)
+        finally:
+            sv.stop()
+        self.results[key] = res
+        self.rows.append(
+            Row(
+                label,
+                f"median {res['median_s'] * 1e3:.1f} ms",
+                notes=f"comparison; max {res['max_s'] * 1e3:.1f} ms, autorestart=true, startsecs=0",
             )
         )
 
@@ -784,6 +937,8 @@ class Bench:
             ("chain_20", "(ii) chain", self.scenario_chain),
             ("crash_ready", "(iii) crash -> ready", self.scenario_crash),
         ]
+        if self.sv_exe:
+            steps.append(("crash_ready", "(iii) crash -> ready: supervisord", self.crash_supervisord))
         only = set(self.args.only or [])
         for key, label, fn in steps:
             if only and key not in only:
@@ -839,7 +994,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--period", default="1s", help="readiness probe period for (ii) and (iii)")
     p.add_argument("--idle-period", default="30s", help="readiness probe period for (i) and (iv)")
-    p.add_argument("--repeat", type=int, default=1, help="runs of each (i) start; the median is reported")
+    p.add_argument("--repeat", type=int, help="runs of each (i) start, median reported (3; --quick: 1)")
     p.add_argument("--crash-settle", type=float, default=0.3, help="seconds between re-ready and next kill")
     p.add_argument(
         "--only",
@@ -847,8 +1002,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         choices=["start_50", "start_200", "chain_20", "crash_ready"],
         help="run only these scenarios (repeatable); start_200 includes (iv)",
     )
+    p.add_argument(
+        "--supervisord",
+        default=shutil.which("supervisord") or "",
+        help="also run (i) and (iii) under this supervisord for comparison (default: one on PATH)",
+    )
     p.add_argument("--json", type=Path, default=OUT_DIR / "startup.json", help="where to write the JSON")
     args = p.parse_args(argv)
+    if args.repeat is None:
+        args.repeat = 1 if args.quick else 3
     if args.repeat < 1:
         p.error("--repeat must be at least 1")
     return args
@@ -869,6 +1031,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"deploy-code is not runnable, only the baselines will run: {orch.why_not}")
     machine = machine_info()
     bench = Bench(args, orch, server)
+    if args.supervisord:
+        version = supervisord_version(args.supervisord)
+        if version:
+            bench.sv_exe, bench.sv_label = args.supervisord, f"supervisord {version}"
+        else:
+            log(f"--supervisord {args.supervisord}: not runnable, comparison skipped")
+    warm_up(server)
 
     def on_term(signum: int, frame: object) -> None:
         raise KeyboardInterrupt  # unwinds through every finally: below
