@@ -11,7 +11,15 @@ import re
 import signal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from deploy_code.units import Resources, parse_duration, parse_port_range, parse_size_bytes
 
@@ -56,9 +64,28 @@ def _scalar_to_str(value: object) -> object:
     return value
 
 
-Duration = Annotated[float, BeforeValidator(_duration)]
-DurationOrAuto = Annotated[float | Literal["auto"], BeforeValidator(_duration_or_auto)]
-EnvValue = Annotated[str, BeforeValidator(_scalar_to_str)]
+# The JSON Schema says what the file may contain (``5s``), not the parsed form (a float).
+_DURATION_PATTERN = r"^\s*\d+(\.\d+)?\s*(ms|s|m|h)?\s*$"
+_DURATION_SCHEMA: dict[str, Any] = {
+    "anyOf": [{"type": "number", "minimum": 0}, {"type": "string", "pattern": _DURATION_PATTERN}],
+    "description": "seconds, or a string such as 100ms, 5s, 2m, 1h",
+}
+_DURATION_OR_AUTO_SCHEMA: dict[str, Any] = {
+    "anyOf": [*_DURATION_SCHEMA["anyOf"], {"const": "auto"}],
+    "description": "auto, seconds, or a string such as 100ms, 5s, 2m, 1h",
+}
+_SIZE_SCHEMA: dict[str, Any] = {
+    "anyOf": [{"type": "integer", "minimum": 0}, {"type": "string"}],
+    "description": "bytes, or a string such as 64MiB, 1GB, 512k",
+}
+
+Duration = Annotated[float, BeforeValidator(_duration), WithJsonSchema(_DURATION_SCHEMA)]
+DurationOrAuto = Annotated[
+    float | Literal["auto"], BeforeValidator(_duration_or_auto), WithJsonSchema(_DURATION_OR_AUTO_SCHEMA)
+]
+EnvValue = Annotated[
+    str, BeforeValidator(_scalar_to_str), WithJsonSchema({"type": ["string", "number", "boolean"]})
+]
 Condition = Literal["started", "healthy", "completed_successfully"]
 PortValue = Annotated[int, Field(ge=1, le=65535)] | Literal["auto"]
 PortRef = Annotated[str, Field(pattern=PORT_NAME_RE)] | Annotated[int, Field(ge=1, le=65535)]
@@ -252,9 +279,7 @@ class ServiceSpec(_Strict):
     @model_validator(mode="after")
     def _shell_needs_string(self) -> ServiceSpec:
         if isinstance(self.command, str) and not self.shell:
-            raise ValueError(
-                "command is a string but shell is false: give an argv list, or set shell: true"
-            )
+            raise ValueError("command is a string but shell is false: give an argv list, or set shell: true")
         return self
 
     @property
@@ -277,7 +302,7 @@ class Settings(_Strict):
     max_parallel: int | Literal["auto"] = "auto"
     host: str = "127.0.0.1"
     state_dir: str = ".deploy-code"
-    log_max_size: Annotated[int, BeforeValidator(parse_size_bytes)] = 10 * 2**20
+    log_max_size: Annotated[int, BeforeValidator(parse_size_bytes), WithJsonSchema(_SIZE_SCHEMA)] = 10 * 2**20
     log_backups: int = Field(default=3, ge=0, le=100)
     port_quarantine: Duration = 2.0
 

@@ -1,0 +1,225 @@
+"""Cross-field rules over a parsed :class:`ProjectSpec` -> every problem as a :class:`Diagnostic`.
+
+Rules here need more than one field (the model checks single fields). Each check collects all its
+findings; nothing stops at the first, nothing is corrected, nothing is mutated. Dependency cycles are
+*not* checked here (the graph layer finds them with their path), nor machine capacity (scheduling).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+from deploy_code.config.diagnostics import dotted
+from deploy_code.config.interpolate import references
+from deploy_code.config.model import ProjectSpec, ServiceSpec
+from deploy_code.config.source import DataPath, SourceMap
+from deploy_code.errors import ConfigError, Diagnostic, ErrorCode
+
+__all__ = ["inside_dir", "template_fields", "validate"]
+
+_PROBES = ("startup", "readiness", "liveness")
+
+
+def inside_dir(base_dir: Path, relative: str) -> bool:
+    """True when ``base_dir / relative`` (symlinks resolved) is ``base_dir`` or below it."""
+    try:
+        base = base_dir.resolve()
+        target = (base_dir / relative).resolve()
+    except (OSError, RuntimeError, ValueError):
+        return False
+    return target == base or base in target.parents
+
+
+def _did_you_mean(word: str, choices: list[str]) -> str | None:
+    close = difflib.get_close_matches(word, choices, n=1)
+    return f"did you mean {close[0]!r}?" if close else None
+
+
+def template_fields(name: str, svc: ServiceSpec) -> Iterator[tuple[DataPath, str]]:
+    """Every interpolated string of a service with its data path.
+
+    These are ``command`` (each argv item, or the shell string), ``env`` values, and the probes'
+    ``exec.command`` items, ``http.host`` / ``http.path`` and ``tcp.host``.
+    """
+    base: DataPath = ("services", name)
+    if isinstance(svc.command, str):
+        yield (*base, "command"), svc.command
+    else:
+        for i, arg in enumerate(svc.command):
+            yield (*base, "command", i), arg
+    for key, value in svc.env.items():
+        yield (*base, "env", key), value
+    for probe_name in _PROBES:
+        probe = getattr(svc.health, probe_name)
+        if probe is None:
+            continue
+        at: DataPath = (*base, "health", probe_name)
+        if probe.exec is not None:
+            for i, arg in enumerate(probe.exec.command):
+                yield (*at, "exec", "command", i), arg
+        if probe.http is not None:
+            yield (*at, "http", "host"), probe.http.host
+            yield (*at, "http", "path"), probe.http.path
+        if probe.tcp is not None:
+            yield (*at, "tcp", "host"), probe.tcp.host
+
+
+def _dependencies(spec: ProjectSpec, source: SourceMap) -> Iterator[Diagnostic]:
+    names = list(spec.services)
+    for name, svc in spec.services.items():
+        for dep in svc.depends_on:
+            at = source.locate("services", name, "depends_on", dep)
+            if dep == name:
+                yield Diagnostic(
+                    ErrorCode.E002, f"services.{name} depends on itself", at, "remove it from depends_on"
+                )
+            elif dep not in spec.services:
+                hint = _did_you_mean(dep, names) or f"services are: {', '.join(names)}"
+                yield Diagnostic(
+                    ErrorCode.E002, f"services.{name}.depends_on: unknown service {dep!r}", at, hint
+                )
+
+
+def _ports(spec: ProjectSpec, source: SourceMap) -> Iterator[Diagnostic]:
+    claims: dict[int, list[tuple[str, str]]] = {}
+    for name, svc in spec.services.items():
+        for port_name, port in svc.ports.items():
+            if port == "auto":
+                continue
+            claims.setdefault(port, []).append((name, port_name))
+            if svc.replicas > 1:
+                yield Diagnostic(
+                    ErrorCode.S004,
+                    f"services.{name}.ports.{port_name}: fixed port {port} cannot be shared by"
+                    f" {svc.replicas} replicas",
+                    source.locate("services", name, "ports", port_name),
+                    "use auto (each replica gets its own port, the service one front port)"
+                    " or set replicas: 1",
+                )
+    for port, owners in claims.items():
+        first = f"services.{owners[0][0]}.ports.{owners[0][1]}"
+        for name, port_name in owners[1:]:
+            yield Diagnostic(
+                ErrorCode.S004,
+                f"port {port} is claimed by both {first} and services.{name}.ports.{port_name}",
+                source.locate("services", name, "ports", port_name),
+                "give each a different port, or use auto",
+            )
+
+
+def _probes(spec: ProjectSpec, source: SourceMap) -> Iterator[Diagnostic]:
+    for name, svc in spec.services.items():
+        for probe_name in _PROBES:
+            probe = getattr(svc.health, probe_name)
+            if probe is None or not isinstance(probe.port_ref, str) or probe.port_ref in svc.ports:
+                continue
+            path = ("services", name, "health", probe_name, probe.kind, "port")
+            hint = _did_you_mean(probe.port_ref, list(svc.ports)) or (
+                f"declare it under services.{name}.ports, or give a port number"
+            )
+            yield Diagnostic(
+                ErrorCode.E002,
+                f"{dotted(path)}: services.{name} has no port named {probe.port_ref!r}",
+                source.locate(*path),
+                hint,
+            )
+
+
+def _template(
+    spec: ProjectSpec,
+    name: str,
+    template: str,
+    variables: Mapping[str, str],
+) -> Iterator[tuple[str, str | None]]:
+    """Problems of one template as ``(message, hint)``."""
+    svc = spec.services[name]
+    try:
+        refs = references(template)
+    except ConfigError as exc:
+        yield exc.message, exc.hint
+        return
+    for ref in refs:
+        if ref.kind == "env" and ref.default is None and ref.name not in variables:
+            yield (
+                f"environment variable {ref.name} is not set (in {ref.text})",
+                f"set {ref.name} in the environment or the env_file, or write ${{{ref.name}:-default}}",
+            )
+        elif ref.kind == "port" and ref.name not in svc.ports:
+            yield (
+                f"services.{name} has no port named {ref.name!r} (in {ref.text})",
+                _did_you_mean(ref.name, list(svc.ports)) or f"declare it under services.{name}.ports",
+            )
+        elif ref.service is not None and ref.service not in spec.services:
+            yield (
+                f"unknown service {ref.service!r} (in {ref.text})",
+                _did_you_mean(ref.service, list(spec.services)),
+            )
+        elif ref.service is not None and ref.service not in svc.depends_on:
+            yield (
+                f"services.{name} refers to {ref.service!r} but does not depend on it (in {ref.text})",
+                f"add {ref.service} to services.{name}.depends_on",
+            )
+        elif ref.kind == "service_port" and ref.service is not None:
+            other = spec.services[ref.service]
+            if ref.name not in other.ports:
+                yield (
+                    f"services.{ref.service} has no port named {ref.name!r} (in {ref.text})",
+                    _did_you_mean(ref.name, list(other.ports)),
+                )
+
+
+def _templates(
+    spec: ProjectSpec,
+    source: SourceMap,
+    environ: Mapping[str, str],
+    env_files: Mapping[str, Mapping[str, str]],
+) -> Iterator[Diagnostic]:
+    for name, svc in spec.services.items():
+        variables = {**environ, **env_files.get(name, {})}
+        for path, template in template_fields(name, svc):
+            if "$" not in template:
+                continue
+            for message, hint in _template(spec, name, template, variables):
+                yield Diagnostic(ErrorCode.E003, f"{dotted(path)}: {message}", source.locate(*path), hint)
+
+
+def _working_dirs(spec: ProjectSpec, source: SourceMap, base_dir: Path) -> Iterator[Diagnostic]:
+    for name, svc in spec.services.items():
+        if svc.working_dir is not None and not inside_dir(base_dir, svc.working_dir):
+            yield Diagnostic(
+                ErrorCode.E002,
+                f"services.{name}.working_dir: {svc.working_dir!r} leaves the project directory {base_dir}",
+                source.locate("services", name, "working_dir"),
+                "use a path inside the directory of the config file",
+            )
+
+
+def validate(
+    spec: ProjectSpec,
+    source: SourceMap,
+    *,
+    base_dir: Path,
+    environ: Mapping[str, str],
+    env_files: Mapping[str, Mapping[str, str]],
+) -> list[Diagnostic]:
+    """Check the rules that span fields and services.
+
+    Args:
+        spec: the parsed file.
+        source: positions, for the diagnostics' locations.
+        base_dir: the config file's directory.
+        environ: the environment ``${NAME}`` resolves against.
+        env_files: each service's env_file variables (layered over ``environ`` for its templates).
+
+    Returns:
+        Every problem found (empty when the project is valid).
+    """
+    return [
+        *_dependencies(spec, source),
+        *_ports(spec, source),
+        *_probes(spec, source),
+        *_templates(spec, source, environ, env_files),
+        *_working_dirs(spec, source, base_dir),
+    ]
