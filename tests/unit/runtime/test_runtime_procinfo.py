@@ -24,6 +24,7 @@ def test_stat_fields_of_self() -> None:
     stat = read_proc_stat(os.getpid())
     assert stat is not None
     assert stat.pgid == os.getpgrp()
+    assert stat.ppid == os.getppid()
     assert stat.state in "RS"
 
 

@@ -135,10 +135,17 @@ class ExitWatcher:
             self._fire(w)
 
     def unwatch(self, pid: int) -> None:
-        """Stop watching ``pid`` and release its pidfd; ``on_exit`` will not be called."""
+        """Stop watching ``pid`` and release its pidfd; ``on_exit`` will not be called.
+
+        A still-running child of ours is detached: it keeps running (replicas outlive the orchestrator)
+        and is no longer reaped by us; once this process exits, init reaps it.
+        """
         w = self._watches.pop(pid, None)
-        if w is not None:
-            self._release(w)
+        if w is None:
+            return
+        self._release(w)
+        if w.popen is not None and w.popen.poll() is None:
+            _detach(w.popen)
 
     def close(self) -> None:
         """Stop watching everything (processes keep running) and remove the handlers. Idempotent."""
@@ -198,3 +205,15 @@ class ExitWatcher:
 def _alive(w: _Watch) -> bool:
     stat = read_proc_stat(w.pid)
     return stat is not None and stat.start_time == w.start_time and stat.state not in ("Z", "X")
+
+
+def _detach(popen: subprocess.Popen[bytes]) -> None:
+    """Let go of a running child on purpose.
+
+    Without this, ``Popen.__del__`` warns "subprocess N is still running" (ResourceWarning) and keeps the
+    object in ``subprocess._active`` to reap later. Detaching is deliberate here, so we clear the
+    CPython-internal ``_child_created`` flag that gates both (checked with hasattr to stay harmless if
+    it ever disappears).
+    """
+    if hasattr(popen, "_child_created"):
+        popen._child_created = False

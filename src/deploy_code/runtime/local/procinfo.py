@@ -13,11 +13,13 @@ class ProcStat:
 
     Attributes:
         state: field 3, one letter (``R``, ``S``, ``Z`` for a zombie, ...).
+        ppid: field 4, the parent.
         pgid: field 5, the process group.
         start_time: field 22, clock ticks since boot.
     """
 
     state: str
+    ppid: int
     pgid: int
     start_time: int
 
@@ -43,7 +45,9 @@ def read_proc_stat(pid: int) -> ProcStat | None:
     rest = data[end + 2 :].split()
     # rest[0] is field 3, so field N is rest[N - 3].
     try:
-        return ProcStat(state=rest[0].decode(), pgid=int(rest[2]), start_time=int(rest[19]))
+        return ProcStat(
+            state=rest[0].decode(), ppid=int(rest[1]), pgid=int(rest[2]), start_time=int(rest[19])
+        )
     except (IndexError, ValueError):
         return None
 
