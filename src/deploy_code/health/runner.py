@@ -16,7 +16,10 @@ if TYPE_CHECKING:
     from deploy_code.config.model import ProbeSpec
     from deploy_code.health.result import Check
 
-__all__ = ["ProbeRunner", "ProbeTransition"]
+__all__ = ["BACKSTOP_GRACE_S", "ProbeRunner", "ProbeTransition"]
+
+# How long past ``spec.timeout`` the runner waits before cancelling a check that ignores its timeout.
+BACKSTOP_GRACE_S = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +45,8 @@ class ProbeRunner:
     once. Before the first pass the runner probes fast (``fast_start``, doubling up to
     ``spec.period``) so that a ready replica is seen within milliseconds; after it, every
     ``spec.period``. It sleeps only through ``clock.sleep_until``, so a ``FakeClock`` drives it in
-    tests; the per-attempt bound ``spec.timeout`` is real time (``asyncio.timeout``).
+    tests. Each check bounds itself by ``spec.timeout``; the runner adds a real-time backstop
+    (``asyncio.timeout``) of ``spec.timeout + BACKSTOP_GRACE_S`` for checks that do not.
 
     Args:
         name: a label for messages, e.g. ``"web/0 readiness"``.
@@ -107,11 +111,12 @@ class ProbeRunner:
     async def _attempt(self) -> ProbeResult:
         start = self.clock.now()
         try:
-            # A backstop: checks bound themselves, but a misbehaving one must not stall the runner.
-            async with asyncio.timeout(self.spec.timeout):
+            # A backstop: checks bound themselves (and say more about what timed out), but a misbehaving
+            # one must not stall the runner. The grace lets a check's own timeout fire first.
+            async with asyncio.timeout(self.spec.timeout + BACKSTOP_GRACE_S):
                 return await self.check()
         except TimeoutError:
-            message = f"{self.name}: timeout after {self.spec.timeout:g}s"
+            message = f"{self.name}: check ignored its timeout of {self.spec.timeout:g}s (cancelled)"
         except Exception as exc:  # a check should never raise; if one does, it is a failed attempt
             message = f"{self.name}: check raised {type(exc).__name__}: {exc}"
         return ProbeResult(False, short(message), self.clock.now() - start)

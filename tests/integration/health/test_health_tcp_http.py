@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from deploy_code.clock import SystemClock
 from deploy_code.config.model import ProbeSpec
-from deploy_code.health import CheckTarget, HttpClientFactory, make_check
+from deploy_code.health import CheckTarget, HttpClientFactory, ProbeResult, ProbeRunner, make_check
 
 RESPONSES = {
     "/ok": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
@@ -138,6 +139,35 @@ async def test_http_server_that_never_answers_times_out(
     assert not result.ok
     assert "timeout" in result.message
     assert result.latency_s >= 0.15
+
+
+async def test_http_pool_recovers_after_a_timeout(
+    http_server: RawHttpServer, http: HttpClientFactory
+) -> None:
+    hang = make_check(http_spec("/hang", timeout=0.1), target(http_server.port), http=http)
+    ok = make_check(http_spec("/ok"), target(http_server.port), http=http)
+    for _ in range(3):
+        assert not (await hang()).ok
+        assert (await ok()).ok
+
+
+async def test_runner_reports_the_checks_own_timeout_message(
+    http_server: RawHttpServer, http: HttpClientFactory
+) -> None:
+    spec = http_spec("/hang", timeout=0.1)
+    runner = ProbeRunner("web/0", spec, make_check(spec, target(http_server.port), http=http), SystemClock())
+    results: list[ProbeResult] = []
+    done = asyncio.Event()
+
+    def on_result(result: ProbeResult) -> None:
+        results.append(result)
+        done.set()
+
+    async with asyncio.timeout(5), asyncio.TaskGroup() as tg:
+        task = tg.create_task(runner.run(lambda t: None, on_result))
+        await done.wait()
+        task.cancel()
+    assert results[0].message == f"GET http://127.0.0.1:{http_server.port}/hang: timeout after 0.1s"
 
 
 async def test_http_connection_refused(http: HttpClientFactory) -> None:
