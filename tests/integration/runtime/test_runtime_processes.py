@@ -9,7 +9,14 @@ import signal
 from pathlib import Path
 
 import pytest
-from tests.integration.runtime.runtime_helpers import PY, alive, make_spec, poll_until, read_text
+from tests.integration.runtime.runtime_helpers import (
+    PY,
+    alive,
+    kill_and_reap,
+    make_spec,
+    poll_until,
+    read_text,
+)
 
 from deploy_code.errors import ErrorCode, StartError
 from deploy_code.runtime import LocalBackend
@@ -178,3 +185,18 @@ async def test_unwritable_log_dir_and_empty_argv_are_e005(backend: LocalBackend,
         await backend.start(make_spec(tmp_path))
     _assert_e005(info.value, "empty command")
     assert backend._table_sizes()["handles"] == 0
+
+
+async def test_close_while_running_detaches_and_wakes_waiters(backend: LocalBackend, tmp_path: Path) -> None:
+    handle = await backend.start(make_spec(tmp_path, "sleep", "60"))
+
+    async def close_soon() -> None:
+        await asyncio.sleep(0.05)
+        handle.close()
+
+    async with asyncio.timeout(5):
+        waited, _ = await asyncio.gather(handle.wait(), close_soon(), return_exceptions=True)
+    assert isinstance(waited, RuntimeError) and "closed before it exited" in str(waited)
+    assert alive(handle.identity.pid)  # detached, not killed
+    assert backend._table_sizes()["handles"] == 0
+    kill_and_reap(handle.identity.pid, handle.identity.pgid)

@@ -79,6 +79,10 @@ class LocalBackend:
         """
         exits = self._watcher()
         popen = await spawn(spec, self._executor)
+        if self._closed:  # aclose() ran while we spawned: nobody would own this process
+            popen.kill()
+            popen.wait()
+            raise RuntimeError("LocalBackend was closed while starting " + spec.name)
         pid = popen.pid
         # start_new_session=True makes the child the leader of a new group: pgid == pid. The child is not
         # reaped yet (a zombie at worst), so /proc/<pid>/stat is readable.

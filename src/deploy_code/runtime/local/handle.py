@@ -43,7 +43,8 @@ class ProcessHandle:
         self._refresh = refresh  # processes an exit that already happened but is not yet delivered
         self._release = release  # tells the backend to forget this handle
         self._returncode: int | None = None
-        self._exited = asyncio.Event()
+        self._exit_seen = False
+        self._done = asyncio.Event()  # set on exit, or on close(): wakes waiters either way
         self._closed = False
 
     def __repr__(self) -> str:
@@ -58,12 +59,13 @@ class ProcessHandle:
     @property
     def exited(self) -> bool:
         """True once the exit has been observed."""
-        return self._exited.is_set()
+        return self._exit_seen
 
     def _set_exited(self, returncode: int | None) -> None:
         """Called by the exit watcher, on the loop, exactly once."""
         self._returncode = returncode
-        self._exited.set()
+        self._exit_seen = True
+        self._done.set()
 
     async def wait(self) -> int | None:
         """Wait for the process to exit. Event-driven (pidfd), no polling.
@@ -72,12 +74,16 @@ class ProcessHandle:
             The return code (negative: killed by that signal), or None for an adopted process.
 
         Raises:
-            RuntimeError: the handle was closed before the exit was seen, so it will never be seen.
+            RuntimeError: the handle was closed (now or while waiting) before the exit was seen, so it
+                will never be seen.
         """
-        if self._closed and not self.exited:
-            raise RuntimeError(f"{self!r} was closed before it exited; its exit is no longer watched")
-        await self._exited.wait()
+        await self._done.wait()
+        self._check_not_detached()
         return self._returncode
+
+    def _check_not_detached(self) -> None:
+        if not self._exit_seen:
+            raise RuntimeError(f"{self!r} was closed before it exited; its exit is no longer watched")
 
     def signal_group(self, sig: int) -> bool:
         """Send ``sig`` to the process's whole group (its children too).
@@ -126,21 +132,22 @@ class ProcessHandle:
         if self.exited:
             return self._returncode
         if self._closed:
-            raise RuntimeError(f"{self!r} was closed before it exited; stop() cannot see the exit")
+            self._check_not_detached()  # raises: closed and never seen to exit
         self.signal_group(sig)
         try:
             async with asyncio.timeout(timeout):
-                await self._exited.wait()
+                await self._done.wait()
         except TimeoutError:
             self.signal_group(signal.SIGKILL)
             try:
                 async with asyncio.timeout(_KILL_GRACE_S):
-                    await self._exited.wait()
+                    await self._done.wait()
             except TimeoutError as exc:
                 raise TimeoutExceeded(
                     f"process {self.identity.pid} did not exit {_KILL_GRACE_S:g}s after SIGKILL",
                     hint="it may be stuck in uninterruptible I/O (see its state in /proc)",
                 ) from exc
+        self._check_not_detached()
         self._kill_stragglers()
         return self._returncode
 
@@ -154,10 +161,11 @@ class ProcessHandle:
     def close(self) -> None:
         """Release the pidfd and the backend's entry for this process. Idempotent.
 
-        Called by the owner after the exit. Closing a running process detaches it: it keeps running
-        and its exit is no longer observed.
+        Called by the owner after the exit. Closing a running process detaches it: it keeps running,
+        its exit is no longer observed, and pending :meth:`wait` calls raise RuntimeError.
         """
         if self._closed:
             return
         self._closed = True
         self._release(self)
+        self._done.set()
