@@ -22,7 +22,9 @@ def alive(pid: int) -> bool:
     return stat is not None and stat.state not in ("Z", "X")
 
 
-def make_spec(tmp_path: Path, *argv: str, name: str = "svc.0", **kw: object) -> ProcessSpec:
+def make_spec(
+    tmp_path: Path, *argv: str, name: str = "svc.0", start_timeout: float = 10.0, spawn_retries: int = 3
+) -> ProcessSpec:
     """A spec with a minimal environment, running in ``tmp_path`` and logging to ``tmp_path/<name>.log``."""
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
     return ProcessSpec(
@@ -31,7 +33,8 @@ def make_spec(tmp_path: Path, *argv: str, name: str = "svc.0", **kw: object) -> 
         env=env,
         cwd=str(tmp_path),
         log_path=str(tmp_path / f"{name}.log"),
-        **kw,  # type: ignore[arg-type]
+        start_timeout=start_timeout,
+        spawn_retries=spawn_retries,
     )
 
 

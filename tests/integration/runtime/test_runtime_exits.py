@@ -57,8 +57,13 @@ async def test_adopted_fallback_timer_sees_exit(tmp_path: Path) -> None:
     assert start is not None
     got: list[int | None] = []
     done = asyncio.Event()
+
+    def record(rc: int | None) -> None:
+        got.append(rc)
+        done.set()
+
     try:
-        assert watcher.watch_pid(popen.pid, start, lambda rc: (got.append(rc), done.set()))
+        assert watcher.watch_pid(popen.pid, start, record)
         assert not watcher.watch_pid(popen.pid, start + 1, lambda rc: None)
         popen.send_signal(signal.SIGKILL)  # a zombie until we reap it: counts as exited
         async with asyncio.timeout(5):

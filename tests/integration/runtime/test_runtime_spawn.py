@@ -8,6 +8,7 @@ import errno
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -39,7 +40,7 @@ class FlakySpawn:
 
 
 @pytest.fixture
-def executor():  # type: ignore[no-untyped-def]
+def executor() -> Iterator[ThreadPoolExecutor]:
     pool = ThreadPoolExecutor(max_workers=2)
     yield pool
     pool.shutdown(wait=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -46,7 +47,7 @@ class Appender:
 
 
 @pytest.fixture(params=[True, False], ids=["inotify", "poll"])
-async def follower(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+async def follower(request: pytest.FixtureRequest) -> AsyncIterator[LogFollower]:
     f = LogFollower(max_line_bytes=64, use_inotify=request.param)
     yield f
     await f.aclose()
