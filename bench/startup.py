@@ -35,7 +35,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -140,19 +140,29 @@ def free_ports(count: int, base: int, exclude: set[int]) -> list[int]:
 
 
 def wait_ports(
-    ports: Sequence[int], t0: float, deadline: float, interval: float = 0.0005
+    ports: Sequence[int],
+    t0: float,
+    deadline: float,
+    interval: float = 0.0005,
+    check: Callable[[], None] | None = None,
 ) -> dict[int, float]:
     """Probe every port with non-blocking connects until each accepts once.
 
     Returns the first-accept time of each port in seconds after ``t0`` (perf_counter). Each round
     opens one socket per pending port; a connect still in progress is given up to 2 ms. Raises
-    TimeoutError (listing what is missing) at ``deadline``.
+    TimeoutError (listing what is missing) at ``deadline``; ``check`` runs every 50 ms and may raise
+    to give up early (e.g. the orchestrator died).
     """
     pending = set(ports)
     first: dict[int, float] = {}
+    next_check = time.perf_counter() + 0.05
     while pending:
-        if time.perf_counter() > deadline:
+        now = time.perf_counter()
+        if now > deadline:
             raise TimeoutError(f"{len(pending)} port(s) never accepted, e.g. {sorted(pending)[:5]}")
+        if check is not None and now >= next_check:
+            check()
+            next_check = now + 0.05
         in_progress: dict[int, tuple[socket.socket, int]] = {}
         for port in list(pending):
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -388,18 +398,16 @@ class Deployment:
 
     def check_alive(self) -> None:
         if self.proc is not None and self.proc.poll() is not None:
-            tail = (OUT_DIR / f"{self.name}.log").read_text(errors="replace").strip().splitlines()[-5:]
+            text = (OUT_DIR / f"{self.name}.log").read_text(errors="replace")
+            lines = [ln.strip(" |+-") for ln in text.splitlines()]
+            tail = [ln for ln in lines if ln and not set(ln) <= {"^", "~"}][-3:]
             raise RuntimeError(
                 f"deploy-code up exited {self.proc.returncode} early; log tail: " + " | ".join(tail)
             )
 
     def wait_ports(self, timeout: float, interval: float = 0.0005) -> dict[int, float]:
         deadline = time.perf_counter() + timeout
-        try:
-            return wait_ports(self.ports, self.t0, deadline, interval)
-        except TimeoutError:
-            self.check_alive()
-            raise
+        return wait_ports(self.ports, self.t0, deadline, interval, check=self.check_alive)
 
     def wait_all_ready(self, timeout: float) -> bool:
         """Poll ``status`` until every replica says ready; False if it never does (or no status)."""
@@ -462,6 +470,7 @@ class Runner(Protocol):
     name: str
 
     def wait_ports(self, timeout: float, interval: float = 0.0005) -> dict[int, float]: ...
+    def check_alive(self) -> None: ...
     def find_pid(self, service: str, port: int) -> tuple[int | None, str]: ...
 
 
@@ -514,8 +523,13 @@ class Supervisord:
         )
         return self.t0
 
+    def check_alive(self) -> None:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(f"supervisord exited {self.proc.returncode} early")
+
     def wait_ports(self, timeout: float, interval: float = 0.0005) -> dict[int, float]:
-        return wait_ports(self.ports, self.t0, time.perf_counter() + timeout, interval)
+        deadline = time.perf_counter() + timeout
+        return wait_ports(self.ports, self.t0, deadline, interval, check=self.check_alive)
 
     def find_pid(self, service: str, port: int) -> tuple[int | None, str]:
         return listener_pid(port), "/proc"
@@ -563,7 +577,7 @@ def measure_crashes(run: Runner, service: str, port: int, rounds: int, settle: f
         os.kill(pid, signal.SIGKILL)
         if not wait_pid_exit(pid, timeout=5):
             raise RuntimeError(f"pid {pid} did not exit after SIGKILL")
-        first = wait_ports([port], t0, time.perf_counter() + 30, interval=0.0001)
+        first = wait_ports([port], t0, time.perf_counter() + 30, interval=0.0001, check=run.check_alive)
         durations.append(first[port])
         if listener_pid(port) == listening:
             unchanged += 1  # the port answered from a process we did not kill: status gave a wrapper?
@@ -969,7 +983,8 @@ def markdown(machine: dict[str, Any], rows: list[Row], orch: Orchestrator) -> st
     ]
     for r in rows:
         met = {True: "yes", False: "**no**", None: "-"}[r.ok]
-        lines.append(f"| {r.scenario} | {r.result} | {r.target} | {met} | {r.notes} |")
+        cells = [r.scenario, r.result, r.target, met, r.notes]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines)
 
 
