@@ -211,6 +211,12 @@ class RestartSpec(_Strict):
     max_restarts: int = Field(default=10, ge=0, le=1_000_000)
     window: Duration = 60.0
 
+    @field_validator("policy", mode="before")
+    @classmethod
+    def _yaml_no(cls, v: object) -> object:
+        # YAML 1.1 reads a bare `no` as false; `policy: no` is what people write.
+        return "no" if v is False else v
+
 
 class TimeoutsSpec(_Strict):
     """Per-operation timeouts. ``ready: auto`` learns from history, bounded (see supervisor)."""

@@ -268,3 +268,8 @@ def test_resolve_state_dir_matches_project(tmp_path: Path) -> None:
     path = tmp_path / "deploy-code.yaml"
     path.write_text("settings: {state_dir: ./x/../st}\nservices: {a: {command: [x]}}\n")
     assert resolve_state_dir(path) == load(path, environ={}).state_dir == tmp_path / "st"
+
+
+def test_restart_policy_no_unquoted(tmp_path: Path) -> None:
+    project = _load("services: {a: {command: [x], restart: {policy: no}}}\n", tmp_path)
+    assert project.spec.services["a"].restart.policy == "no"
