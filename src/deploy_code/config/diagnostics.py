@@ -139,9 +139,8 @@ def _what(err: Any) -> str:
     return msg[:1].lower() + msg[1:]
 
 
-def _diagnostic(
-    data: Any, source: SourceMap, path: DataPath, errs: list[Any]
-) -> Diagnostic:  # one data path, one or more pydantic errors (union members)
+def _diagnostic(source: SourceMap, path: DataPath, errs: list[Any]) -> Diagnostic:
+    """One diagnostic for one data path and its pydantic errors (several for union members)."""
     first = errs[0]
     etype = first["type"]
     where = dotted(path)
@@ -191,7 +190,7 @@ def validation_diagnostics(exc: ValidationError, data: Any, source: SourceMap) -
         else:
             key = (_data_path(data, loc), "value")
         groups.setdefault(key, []).append(err)
-    return [_diagnostic(data, source, path, errs) for (path, _), errs in groups.items()]
+    return [_diagnostic(source, path, errs) for (path, _), errs in groups.items()]
 
 
 def cap_diagnostics(diags: list[Diagnostic]) -> list[Diagnostic]:
