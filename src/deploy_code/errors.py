@@ -64,7 +64,7 @@ class ErrorCode(enum.StrEnum):
     S006 = "S006"
 
     @property
-    def title(self) -> str:
+    def summary(self) -> str:
         """One-line meaning of the code, as documented in docs/errors.md."""
         return _TITLES[self]
 
@@ -121,9 +121,7 @@ class Diagnostic:
         return {
             "code": str(self.code),
             "message": self.message,
-            "location": None
-            if loc is None
-            else {"file": loc.file, "line": loc.line, "column": loc.column},
+            "location": None if loc is None else {"file": loc.file, "line": loc.line, "column": loc.column},
             "hint": self.hint,
         }
 
@@ -165,9 +163,7 @@ class DeployCodeError(Exception):
         self.location = location
         self.hint = hint
         extra = tuple(diagnostics)
-        self.diagnostics: tuple[Diagnostic, ...] = extra or (
-            Diagnostic(self.code, message, location, hint),
-        )
+        self.diagnostics: tuple[Diagnostic, ...] = extra or (Diagnostic(self.code, message, location, hint),)
 
     @classmethod
     def from_diagnostics(cls, diagnostics: Iterable[Diagnostic]) -> DeployCodeError:
@@ -187,7 +183,7 @@ class DeployCodeError(Exception):
         """Problem+json-style body."""
         return {
             "code": str(self.code),
-            "title": self.code.title,
+            "title": self.code.summary,
             "detail": self.message,
             "hint": self.hint,
             "errors": [d.to_dict() for d in self.diagnostics],

@@ -154,7 +154,7 @@ def plan(
                         f"  {p.owner:<24} cpu={res.cpu_cores:g} mem={res.memory_mb:g}MiB "
                         f"disk={res.storage_gb:g}GiB gpu={res.gpu_count} ports: {ports_txt}{after}\n"
                     )
-        out.write("start order: " + " -> ".join(doc["start_order"]) + "\n")  # type: ignore[arg-type]
+        out.write("start order: " + " -> ".join(doc["start_order"]) + "\n")
 
     _guard(run)
 
@@ -163,7 +163,9 @@ def plan(
 def up(
     services: Annotated[list[str] | None, typer.Argument(help="Services to deploy (default: all).")] = None,
     file: FileOpt = DEFAULT_FILE,
-    detach: Annotated[bool, typer.Option("--detach", "-d", help="Return once every service is ready.")] = False,
+    detach: Annotated[
+        bool, typer.Option("--detach", "-d", help="Return once every service is ready.")
+    ] = False,
     handshake_fd: Annotated[int | None, typer.Option(hidden=True)] = None,
 ) -> None:
     """Deploy the services (and their dependencies) and supervise them until Ctrl-C or `down`."""
@@ -330,7 +332,9 @@ def stop(
 @app.command()
 def down(
     file: FileOpt = DEFAULT_FILE,
-    timeout: Annotated[float | None, typer.Option(help="Seconds before SIGKILL (default: per service).")] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="Seconds before SIGKILL (default: per service).")
+    ] = None,
 ) -> None:
     """Stop everything in reverse dependency order and end the orchestrator."""
 

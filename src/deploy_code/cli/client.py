@@ -84,7 +84,8 @@ def _error_from(status: int, text: str) -> DeployCodeError:
         body = json.loads(text)
         code = ErrorCode(body["code"])
         diags = [
-            Diagnostic(ErrorCode(e["code"]), e["message"], None, e.get("hint")) for e in body.get("errors", [])
+            Diagnostic(ErrorCode(e["code"]), e["message"], None, e.get("hint"))
+            for e in body.get("errors", [])
         ]
         return DeployCodeError(body.get("detail", text), code=code, hint=body.get("hint"), diagnostics=diags)
     except (ValueError, KeyError, TypeError):

@@ -89,9 +89,7 @@ def status_table(status: dict[str, Any]) -> Any:
         table.add_column(col)
     for name, svc in services.items():
         reps = svc["replicas"]
-        ports = ", ".join(
-            sorted({f"{k}={v}" for r in reps for k, v in r["ports"].items()}, key=lambda s: s)
-        )
+        ports = ", ".join(sorted({f"{k}={v}" for r in reps for k, v in r["ports"].items()}, key=lambda s: s))
         pids = " ".join(str(r["pid"]) for r in reps if r["pid"])
         reasons = {r["reason"] for r in reps if r["state"] not in ("ready", "completed")}
         style = _STYLE.get(svc["state"], "")

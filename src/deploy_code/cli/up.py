@@ -163,7 +163,9 @@ class PipeReporter:
         """No live view in the daemon."""
 
 
-def detach(config_path: Path, state_dir: Path, selected: Sequence[str]) -> tuple[subprocess.Popen[bytes], int]:
+def detach(
+    config_path: Path, state_dir: Path, selected: Sequence[str]
+) -> tuple[subprocess.Popen[bytes], int]:
     """Start the orchestrator in a new session; returns the process and the read end of its pipe."""
     prepare_state_dir(state_dir)
     read_fd, write_fd = os.pipe()

@@ -17,6 +17,7 @@ from deploy_code.runtime.local import (
     LogFollower,
     ProcessHandle,
     discover_capacity,
+    port_is_free,
     proc_start_time,
 )
 
@@ -32,5 +33,6 @@ __all__ = [
     "ProcessIdentity",
     "ProcessSpec",
     "discover_capacity",
+    "port_is_free",
     "proc_start_time",
 ]

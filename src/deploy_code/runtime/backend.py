@@ -105,7 +105,7 @@ class Handle(Protocol):
         """Send ``sig`` to the whole process group; False when it has already exited."""
         ...
 
-    async def stop(self, sig: int, timeout: float) -> int | None:  # noqa: ASYNC109 - the stop timeout is data
+    async def stop(self, sig: int, timeout: float) -> int | None:
         """Send ``sig``, wait up to ``timeout`` seconds, then kill; return after exit. Idempotent."""
         ...
 

@@ -50,7 +50,7 @@ class ReplicaRecord:
     spawned_at: float
 
 
-_Op = Callable[[sqlite3.Connection], None]
+_Op = Callable[[sqlite3.Connection], object]
 
 
 class StateStore:
@@ -91,9 +91,7 @@ class StateStore:
         """The newest ``limit`` events, oldest first."""
         self.flush()
         if service is None:
-            rows = self._conn.execute(
-                "SELECT body FROM events ORDER BY id DESC LIMIT ?", (limit,)
-            ).fetchall()
+            rows = self._conn.execute("SELECT body FROM events ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
         else:
             rows = self._conn.execute(
                 "SELECT body FROM events WHERE service = ? ORDER BY id DESC LIMIT ?", (service, limit)

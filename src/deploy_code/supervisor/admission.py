@@ -120,5 +120,3 @@ class _Slot:
 
     async def __aexit__(self, *exc: object) -> None:
         self._admission.release()
-
-

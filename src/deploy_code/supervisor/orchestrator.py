@@ -12,7 +12,6 @@ import contextlib
 import logging
 import os
 import signal
-import socket
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from deploy_code.events import DeploymentFinished, Event, EventSink, ReplicaStat
 from deploy_code.health import HttpClientFactory
 from deploy_code.ports import PortAllocator
 from deploy_code.resources import Ledger
-from deploy_code.runtime import LocalBackend, LogFollower, ProcessHandle, ProcessIdentity
+from deploy_code.runtime import LocalBackend, LogFollower, ProcessHandle, ProcessIdentity, port_is_free
 from deploy_code.scheduling import Plan, plan, release_plan
 from deploy_code.state import StateStore
 from deploy_code.supervisor.admission import Admission, derive_limit
@@ -78,7 +77,7 @@ class Orchestrator:
         self.state_dir = project.state_dir
         self.logs_dir = project.state_dir / "logs"
         self.logs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.logs = LogFollower()
+        self.log_follower = LogFollower()
         self.http = HttpClientFactory()
         cores = os.cpu_count() or 1
         self.admission = Admission(
@@ -115,12 +114,7 @@ class Orchestrator:
 
     def _port_free(self, port: int) -> bool:
         # The OS has the last word: a port another program holds is skipped, not handed out.
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind((self.settings.host, port))
-            except OSError:
-                return False
-        return True
+        return port_is_free(self.settings.host, port)
 
     def interpolation_context(self, service: str, index: int, ports: dict[str, int]) -> InterpolationContext:
         """What ``${...}`` may refer to for one replica."""
@@ -320,7 +314,7 @@ class Orchestrator:
         if self.plan is not None:
             release_plan(self.plan, self.ledger, self.ports, now=self.clock.now())
         await self.http.aclose()
-        await self.logs.aclose()
+        await self.log_follower.aclose()
         self.store.flush()
 
     # --- control (API) -------------------------------------------------------------------------

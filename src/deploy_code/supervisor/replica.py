@@ -349,10 +349,10 @@ class Replica:
 
     # --- logs ----------------------------------------------------------------------------------
     def _track_logs(self) -> None:
-        self.orch.logs.watch(self.log_path, self._on_line)
+        self.orch.log_follower.watch(self.log_path, self._on_line)
 
     def _untrack_logs(self) -> None:
-        self.orch.logs.unwatch(self.log_path)
+        self.orch.log_follower.unwatch(self.log_path)
 
     def _on_line(self, line: str) -> None:
         if self._matcher is not None:

@@ -14,7 +14,7 @@ DOCS = Path(__file__).resolve().parents[3] / "docs"
 def test_errors_md_lists_every_code_with_its_title() -> None:
     text = (DOCS / "errors.md").read_text()
     rows = dict(re.findall(r"^\| ([ES]\d{3}) \| ([^|]+?) \|", text, flags=re.MULTILINE))
-    assert rows == {str(code): code.title for code in ErrorCode}
+    assert rows == {str(code): code.summary for code in ErrorCode}
 
 
 def test_config_md_example_loads(tmp_path: Path) -> None:

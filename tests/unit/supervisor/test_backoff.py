@@ -34,7 +34,9 @@ def test_replayable_jitter() -> None:
     jitter=st.floats(min_value=0, max_value=1),
     seed=st.integers(),
 )
-def test_delay_bounds(attempt: int, initial: float, mx: float, factor: float, jitter: float, seed: int) -> None:
+def test_delay_bounds(
+    attempt: int, initial: float, mx: float, factor: float, jitter: float, seed: int
+) -> None:
     spec = BackoffSpec(initial=initial, max=mx, factor=factor, jitter=jitter)
     d = next_delay(attempt, spec, random.Random(seed))
     assert 0.0 <= d <= max(mx, 0.0)

@@ -8,6 +8,15 @@ from deploy_code.runtime.local.capacity import discover_capacity
 from deploy_code.runtime.local.follow import LogFollower
 from deploy_code.runtime.local.handle import ProcessHandle
 from deploy_code.runtime.local.logs import LogFile
+from deploy_code.runtime.local.net import port_is_free
 from deploy_code.runtime.local.procinfo import proc_start_time
 
-__all__ = ["LocalBackend", "LogFile", "LogFollower", "ProcessHandle", "discover_capacity", "proc_start_time"]
+__all__ = [
+    "LocalBackend",
+    "LogFile",
+    "LogFollower",
+    "ProcessHandle",
+    "discover_capacity",
+    "port_is_free",
+    "proc_start_time",
+]

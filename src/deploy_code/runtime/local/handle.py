@@ -111,7 +111,7 @@ class ProcessHandle:
             return False
         return True
 
-    async def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int | None:  # noqa: ASYNC109
+    async def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int | None:
         """Stop the process: ``sig`` to its group, wait up to ``timeout``, then SIGKILL the group.
 
         Idempotent and safe when the process has already exited (then it only returns the code). When

@@ -1,0 +1,100 @@
+"""Test helpers: a project directory, the CLI as a real subprocess, and a sweep that kills leftovers."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+PY = sys.executable
+
+
+def processes_marked(state_dir: Path) -> list[int]:
+    """Pids whose environment carries DEPLOY_CODE_STATE_DIR=state_dir (our replicas)."""
+    marker = f"DEPLOY_CODE_STATE_DIR={state_dir}".encode()
+    found: list[int] = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                env = f.read()
+        except OSError:
+            continue
+        if marker in env.split(b"\0"):
+            found.append(int(entry))
+    return found
+
+
+def kill_marked(state_dir: Path) -> list[int]:
+    """SIGKILL every process of a deployment; returns what was still alive."""
+    pids = processes_marked(state_dir)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    return pids
+
+
+class Deployment:
+    """A project directory with a deploy-code.yaml, driven through the real CLI."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.file = root / "deploy-code.yaml"
+        self.state_dir = root / ".deploy-code"
+        self.daemons: list[subprocess.Popen[bytes]] = []
+
+    def write(self, yaml_text: str) -> Path:
+        self.file.write_text(textwrap.dedent(yaml_text))
+        return self.file
+
+    def cli(self, *args: str, timeout: float = 60.0, check: bool = False) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [PY, "-m", "deploy_code", *args, "-f", str(self.file)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=self.root,
+            stdin=subprocess.DEVNULL,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def foreground(self, *args: str) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            [PY, "-m", "deploy_code", "up", "-f", str(self.file), *args],
+            cwd=self.root,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        self.daemons.append(proc)
+        return proc
+
+    def orchestrator_pid(self) -> int | None:
+        try:
+            text = (self.state_dir / "orchestrator.lock").read_text().strip()
+        except OSError:
+            return None
+        return int(text) if text.isdigit() else None
+
+    def cleanup(self) -> list[int]:
+        if self.state_dir.exists() and (self.state_dir / "api.sock").exists():
+            with contextlib.suppress(Exception):
+                self.cli("down", "--timeout", "2", timeout=30)
+        for proc in self.daemons:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=10)
+            if proc.stdout:
+                proc.stdout.close()
+        pid = self.orchestrator_pid()
+        if pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        return kill_marked(self.state_dir)
