@@ -75,6 +75,8 @@ class LazyApiServer:
         )
         config.load()
         server = uvicorn.Server(config)
+        server.lifespan = config.lifespan_class(config)  # what Server.serve() would set before startup()
+        server.server_state.default_headers = list(config.encoded_headers)
         self._server = server
         # startup() creates the asyncio server on our socket; the waiting client is accepted there.
         await server.startup(sockets=[self._sock])

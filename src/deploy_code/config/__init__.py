@@ -10,7 +10,7 @@ is reading the config file and its env_files. Every problem is a
 file:line:column, all of them at once.
 """
 
-from deploy_code.config.environment import env_name, render_argv, service_environment
+from deploy_code.config.environment import env_name, render_argv, render_probe, service_environment
 from deploy_code.config.interpolate import (
     InterpolationContext,
     Reference,
@@ -72,6 +72,7 @@ __all__ = [
     "references",
     "render",
     "render_argv",
+    "render_probe",
     "resolve_state_dir",
     "service_environment",
 ]

@@ -18,11 +18,12 @@ import re
 from dataclasses import replace
 
 from deploy_code.config.interpolate import InterpolationContext, render
+from deploy_code.config.model import ProbeSpec
 from deploy_code.config.project import Project
 from deploy_code.config.source import DataPath
 from deploy_code.errors import ConfigError, ErrorCode, SupervisionError
 
-__all__ = ["env_name", "render_argv", "service_environment"]
+__all__ = ["env_name", "render_argv", "render_probe", "service_environment"]
 
 _NON_ALNUM = re.compile(r"[^A-Z0-9]")
 
@@ -104,3 +105,35 @@ def render_argv(project: Project, service: str, ctx: InterpolationContext) -> li
     return [
         _render(project, ("services", service, "command", i), arg, rctx) for i, arg in enumerate(spec.command)
     ]
+
+
+def render_probe(
+    project: Project, service: str, probe: str, spec: ProbeSpec, ctx: InterpolationContext
+) -> ProbeSpec:
+    """A copy of ``spec`` (the service's ``health.<probe>``) with its templates rendered for one replica.
+
+    The templated fields are an exec check's argv and an http/tcp check's host and path.
+
+    Raises:
+        ConfigError: E003 when a field cannot be rendered (located in the file).
+        SupervisionError: S001 when ``service`` is not in the project.
+    """
+    rctx = _context(project, service, ctx)
+    at: DataPath = ("services", service, "health", probe)
+    update: dict[str, object] = {}
+    if spec.exec is not None:
+        argv = [
+            _render(project, (*at, "exec", "command", i), arg, rctx)
+            for i, arg in enumerate(spec.exec.command)
+        ]
+        update["exec"] = spec.exec.model_copy(update={"command": argv})
+    if spec.http is not None:
+        fields = {"path": _render(project, (*at, "http", "path"), spec.http.path, rctx)}
+        if "host" in spec.http.model_fields_set:
+            fields["host"] = _render(project, (*at, "http", "host"), spec.http.host, rctx)
+        update["http"] = spec.http.model_copy(update=fields)
+    if spec.tcp is not None and "host" in spec.tcp.model_fields_set:
+        update["tcp"] = spec.tcp.model_copy(
+            update={"host": _render(project, (*at, "tcp", "host"), spec.tcp.host, rctx)}
+        )
+    return spec.model_copy(update=update) if update else spec

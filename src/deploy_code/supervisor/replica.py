@@ -12,7 +12,7 @@ import signal
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from deploy_code.config import InterpolationContext, render_argv, service_environment
+from deploy_code.config import InterpolationContext, render_argv, render_probe, service_environment
 from deploy_code.errors import DeployCodeError
 from deploy_code.events import ReplicaExited, ReplicaState, ReplicaTransitioned
 from deploy_code.health import (
@@ -73,7 +73,10 @@ class Replica:
         self.log_path = str(orch.logs_dir / f"{self.id}.log")
         self.log = LogFile(self.log_path, orch.settings.log_max_size, orch.settings.log_backups)
         self.task: asyncio.Task[None] | None = None
-        self._matcher: LogLineMatcher | None = None
+        # Created up front so that a line printed right after the spawn, before the probes run, counts.
+        self._matchers: dict[str, LogLineMatcher] = _log_matchers(self.spec)  # by pattern
+        self._env: dict[str, str] = {}
+        self._tracking = False
         self._notify: NotifyEndpoint | None = None
         self._line_subscribers: set[Callable[[str], None]] = set()  # bounded: one per `logs -f` client
 
@@ -125,7 +128,7 @@ class Replica:
                         continue
                 else:
                     self._set(S.STARTING, "re-adopted running process")
-                    self._track_logs()
+                    await self._resume_adopted()
                 kind, detail = await self._supervise(self.handle)
                 if self.stop_requested:
                     break
@@ -189,6 +192,7 @@ class Replica:
         env = service_environment(self.orch.project, self.service.name, ctx)
         env["DEPLOY_CODE_STATE_DIR"] = str(self.orch.state_dir)  # marks our processes for orphan sweeps
         env["DEPLOY_CODE_REPLICA_ID"] = self.id
+        self._env = env
         if self._needs_notify():
             if self._notify is None:
                 self._notify = NotifyEndpoint.open(self.id)
@@ -204,6 +208,8 @@ class Replica:
         )
         async with self.orch.admission.slot(self.spec.priority):
             self._set(S.STARTING, "spawning")
+            for m in self._matchers.values():
+                m.reset()  # before the spawn: the new process's first line may be the one
             self._track_logs()
             spawn = asyncio.ensure_future(self.orch.backend.start(spec))
             try:
@@ -239,8 +245,6 @@ class Replica:
     async def _supervise(self, handle: ProcessHandle) -> tuple[str, str]:
         while not self.inbox.empty():  # verdicts about an earlier process do not apply to this one
             self.inbox.get_nowait()
-        if self._matcher is not None:
-            self._matcher.reset()
         tasks: list[asyncio.Task[None]] = []
         async with asyncio.TaskGroup() as tg:
             tasks.append(tg.create_task(self._watch_exit(handle)))
@@ -267,19 +271,30 @@ class Replica:
         if self.state == S.STARTING:
             self.post("ready-timeout", f"not ready within {seconds:g}s (E008)")
 
-    def _runner(self, name: str, spec: ProbeSpec) -> ProbeRunner:
+    def _runner(self, name: str, spec: ProbeSpec) -> ProbeRunner | None:
+        """The runner for ``health.<name>``, its templates rendered; None (and a verdict) if it cannot run."""
         target = CheckTarget(
             host=self.orch.settings.host,
             ports=self.ports,
-            env={},
+            env=self._env,
             cwd=self.orch.working_dir(self.service.name),
         )
-        if spec.log_line is not None and self._matcher is None:
-            self._matcher = LogLineMatcher(spec.log_line.pattern)
-        check = make_check(spec, target, http=self.orch.http, log=self._matcher, notify=self._notify)
+        try:
+            spec = render_probe(self.orch.project, self.service.name, name, spec, self._context())
+            matcher = self._matchers.get(spec.log_line.pattern) if spec.log_line else None
+            check = make_check(spec, target, http=self.orch.http, log=matcher, notify=self._notify)
+        except (DeployCodeError, ValueError) as exc:
+            self.post(name, f"{name} probe cannot run: {exc}")
+            return None
         return ProbeRunner(f"{self.id}:{name}", spec, check, self.orch.clock)
 
     async def _probe_all(self) -> None:
+        """Startup gates everything; liveness begins once the replica has first been ready.
+
+        Kubernetes starts liveness right after startup; we wait for the first readiness pass as well,
+        so a slow starter without a startup probe is not killed for being slow (the ready timeout,
+        E008, bounds that wait instead).
+        """
         health = self.spec.health
         if health.startup is not None:
             passed = asyncio.Event()
@@ -290,17 +305,34 @@ class Replica:
                 else:
                     self.post("startup", f"startup probe failed {t.consecutive}x: {t.result.message}")
 
+            runner = self._runner("startup", health.startup)
+            if runner is None:
+                return
             async with asyncio.TaskGroup() as tg:
-                task = tg.create_task(self._runner("startup", health.startup).run(on_startup))
+                task = tg.create_task(runner.run(on_startup))
                 await passed.wait()
                 task.cancel()
-        if health.readiness is None:
-            self._set(S.READY, "running (no readiness probe)")
+        ready = asyncio.Event()
         async with asyncio.TaskGroup() as tg:
-            if health.readiness is not None:
-                tg.create_task(self._runner("readiness", health.readiness).run(self._on_readiness))
+            if health.readiness is None:
+                self._set(S.READY, "running (no readiness probe)")
+                ready.set()
+            else:
+                runner = self._runner("readiness", health.readiness)
+                if runner is None:
+                    return
+
+                def on_readiness(t: ProbeTransition) -> None:
+                    self._on_readiness(t)
+                    if t.healthy:
+                        ready.set()
+
+                tg.create_task(runner.run(on_readiness))
             if health.liveness is not None:
-                tg.create_task(self._runner("liveness", health.liveness).run(self._on_liveness))
+                await ready.wait()
+                live = self._runner("liveness", health.liveness)
+                if live is not None:
+                    tg.create_task(live.run(self._on_liveness))
 
     def _on_readiness(self, t: ProbeTransition) -> None:
         if t.healthy and self.state in (S.STARTING, S.DEGRADED):
@@ -349,14 +381,28 @@ class Replica:
 
     # --- logs ----------------------------------------------------------------------------------
     def _track_logs(self) -> None:
-        self.orch.log_follower.watch(self.log_path, self._on_line)
+        if not self._tracking:  # watching again would restart from the end and drop a partial line
+            self.orch.log_follower.watch(self.log_path, self._on_line)
+            self._tracking = True
 
     def _untrack_logs(self) -> None:
-        self.orch.log_follower.unwatch(self.log_path)
+        if self._tracking:
+            self.orch.log_follower.unwatch(self.log_path)
+            self._tracking = False
+
+    async def _resume_adopted(self) -> None:
+        """Follow an adopted process's log; its earlier output may already hold the ready line."""
+        if self._matchers:
+            earlier = await asyncio.to_thread(self.log.tail, LAST_LINES * 5)
+            for m in self._matchers.values():
+                m.reset()
+                for line in earlier:
+                    m.feed(line)
+        self._track_logs()
 
     def _on_line(self, line: str) -> None:
-        if self._matcher is not None:
-            self._matcher.feed(line)
+        for m in self._matchers.values():
+            m.feed(line)
         for sub in tuple(self._line_subscribers):
             sub(line)
 
@@ -386,6 +432,15 @@ class Replica:
             "adopted": bool(self.handle and self.handle.adopted),
             "log": self.log_path,
         }
+
+
+def _log_matchers(spec: ServiceSpec) -> dict[str, LogLineMatcher]:
+    h = spec.health
+    return {
+        p.log_line.pattern: LogLineMatcher(p.log_line.pattern)
+        for p in (h.startup, h.readiness, h.liveness)
+        if p is not None and p.log_line is not None
+    }
 
 
 def _describe_exit(rc: int | None) -> str:
