@@ -52,9 +52,12 @@ class Deployment:
         self.file.write_text(textwrap.dedent(yaml_text))
         return self.file
 
-    def cli(self, *args: str, timeout: float = 60.0, check: bool = False) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, timeout: float = 60.0, check: bool = False, file: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``deploy-code ARGS -f FILE`` (``file=False``: without ``-f``)."""
         proc = subprocess.run(
-            [PY, "-m", "deploy_code", *args, "-f", str(self.file)],
+            [PY, "-m", "deploy_code", *args, *(("--file", str(self.file)) if file else ())],
             capture_output=True,
             text=True,
             timeout=timeout,

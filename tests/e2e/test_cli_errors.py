@@ -70,11 +70,12 @@ def test_request_larger_than_machine_is_e004(deployment: Deployment) -> None:
     res = deployment.cli("validate")
     assert res.returncode != 0
     assert "E004" in res.stderr and "memory_mb" in res.stderr and "big" in res.stderr
-    assert "deploy-code.yaml:5:" in res.stderr
+    assert "deploy-code.yaml:4:" in res.stderr  # the resources line
+    assert "999,999,999 MiB" in res.stderr
 
 
 def test_schema_is_json(deployment: Deployment) -> None:
-    res = deployment.cli("schema")
+    res = deployment.cli("schema", file=False)
     assert res.returncode == 0
     doc = json.loads(res.stdout)
     assert "services" in doc["properties"]

@@ -29,8 +29,34 @@ FileOpt = Annotated[
     Path,
     typer.Option("-f", "--file", help="The deployment file; its directory holds the state directory."),
 ]
+# In `logs`, -f means follow (as in `tail -f`); the file is --file there, or -f before the command.
+LogsFileOpt = Annotated[
+    Path,
+    typer.Option("--file", help="The deployment file; its directory holds the state directory."),
+]
 FormatOpt = Annotated[str, typer.Option("--format", help="text, json or yaml")]
 DEFAULT_FILE = Path("deploy-code.yaml")
+_global_file: list[Path] = []  # `deploy-code -f FILE COMMAND`: at most one entry
+
+
+@app.callback()
+def _main(
+    file: Annotated[
+        Path | None,
+        typer.Option("-f", "--file", help="The deployment file, for any command (also accepted after it)."),
+    ] = None,
+) -> None:
+    """Deploy and supervise the services described in one YAML file."""
+    _global_file.clear()
+    if file is not None:
+        _global_file.append(file)
+
+
+def _pick(file: Path) -> Path:
+    """The command's own -f wins; else the one given before the command; else ./deploy-code.yaml."""
+    if file == DEFAULT_FILE and _global_file:
+        return _global_file[0]
+    return file
 T = TypeVar("T")
 
 
@@ -52,13 +78,13 @@ def _guard(fn: Callable[[], T]) -> T:
 def _load(path: Path) -> Any:
     from deploy_code.config import load
 
-    return load(path)
+    return load(_pick(path))
 
 
 def _state_dir(path: Path) -> Path:
     from deploy_code.config import resolve_state_dir
 
-    return resolve_state_dir(path)
+    return resolve_state_dir(_pick(path))
 
 
 def _emit(data: Any, fmt: str) -> None:
@@ -279,7 +305,7 @@ def status(file: FileOpt = DEFAULT_FILE, fmt: FormatOpt = "text") -> None:
 @app.command()
 def logs(
     service: str,
-    file: FileOpt = DEFAULT_FILE,
+    file: LogsFileOpt = DEFAULT_FILE,
     follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep printing new lines.")] = False,
     lines: Annotated[int, typer.Option("-n", "--lines", help="Lines of history per replica.")] = 100,
     replica: Annotated[int | None, typer.Option("--replica", help="Only this replica index.")] = None,

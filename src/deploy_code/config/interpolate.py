@@ -7,7 +7,7 @@ Grammar (the whole of it)::
     ${NAME:-default}                NAME, or the literal default when NAME is unset or empty
     ${ports.PORT}                   this replica's port named PORT
     ${services.SVC.host}            the host of dependency SVC
-    ${services.SVC.ports.PORT}      the port PORT of dependency SVC (its front port with replicas)
+    ${services.SVC.ports.PORT}      the port PORT of dependency SVC (replica 0's)
     ${replica}                      this replica's index, 0-based
 
 A ``$`` not followed by ``{`` or ``$`` is kept as is, so ``$HOME`` reaches a shell untouched. Defaults

@@ -191,6 +191,9 @@ class HealthSpec(_Strict):
     startup: ProbeSpec | None = None
     readiness: ProbeSpec | None = None
     liveness: ProbeSpec | None = None
+    # Without a readiness probe, a replica counts as ready once its process has run this long
+    # (supervisord's startsecs, PM2's min_uptime): a process that dies at once never looks ready.
+    min_uptime: Duration = 1.0
 
 
 class BackoffSpec(_Strict):

@@ -95,7 +95,7 @@ def _ports(spec: ProjectSpec, source: SourceMap) -> Iterator[Diagnostic]:
                     f"services.{name}.ports.{port_name}: fixed port {port} cannot be shared by"
                     f" {svc.replicas} replicas",
                     source.locate("services", name, "ports", port_name),
-                    "use auto (each replica gets its own port, the service one front port)"
+                    "use auto (each replica gets its own port)"
                     " or set replicas: 1",
                 )
     for port, owners in claims.items():

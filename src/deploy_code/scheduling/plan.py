@@ -66,6 +66,11 @@ def make_graph(project: Project) -> DependencyGraph:
         ) from None
 
 
+def _num(x: float) -> str:
+    """``999999999`` -> ``999,999,999``; ``0.25`` -> ``0.25``: whole figures readable, fractions kept."""
+    return f"{x:,.0f}" if float(x).is_integer() else f"{x:,.3g}"
+
+
 def _fit_diagnostics(project: Project, capacity: Resources) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     for name, svc in project.spec.services.items():
@@ -73,12 +78,12 @@ def _fit_diagnostics(project: Project, capacity: Resources) -> list[Diagnostic]:
         total = one.scale(svc.replicas) if svc.replicas else Resources()
         for dim, want, have in total.exceeded(capacity):
             unit = _RESOURCE_UNITS[dim]
-            per = f" ({svc.replicas} replicas x {getattr(one, dim):g})" if svc.replicas > 1 else ""
+            per = f" ({svc.replicas} replicas x {_num(getattr(one, dim))})" if svc.replicas > 1 else ""
             out.append(
                 Diagnostic(
                     ErrorCode.E004,
-                    f"service {name!r} requests {want:g} {unit} of {dim}{per}, "
-                    f"but the machine has {have:g} {unit}",
+                    f"service {name!r} requests {_num(want)} {unit} of {dim}{per}, "
+                    f"but the machine has {_num(have)} {unit}",
                     project.locate("services", name, "resources", dim),
                     "lower the request or the replica count, or run on a bigger machine",
                 )

@@ -315,7 +315,9 @@ class Replica:
         ready = asyncio.Event()
         async with asyncio.TaskGroup() as tg:
             if health.readiness is None:
-                self._set(S.READY, "running (no readiness probe)")
+                if health.min_uptime > 0:
+                    await self.orch.clock.sleep_until(self.orch.clock.now() + health.min_uptime)
+                self._set(S.READY, f"up {health.min_uptime:g}s (no readiness probe)")
                 ready.set()
             else:
                 runner = self._runner("readiness", health.readiness)

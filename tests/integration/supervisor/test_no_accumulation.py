@@ -29,6 +29,15 @@ def _fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+async def _baseline_fds() -> int:
+    """Fewest fds open over 40 samples: a cycle in flight holds a few (pidfd, log) for a moment."""
+    counts = []
+    for _ in range(40):
+        counts.append(_fds())
+        await asyncio.sleep(0.005)
+    return min(counts)
+
+
 @pytest.mark.timeout(600)
 async def test_ten_thousand_crash_cycles_stay_flat(tmp_path: Path) -> None:
     project = load_text(
@@ -49,16 +58,16 @@ async def test_ten_thousand_crash_cycles_stay_flat(tmp_path: Path) -> None:
         first = orch.services["crash"].replicas[0]
         await _until(lambda: first.restarts >= 1_000, 120)
         store.flush()
-        fds0, rss0, tasks0 = _fds(), psutil.Process().memory_info().rss, len(asyncio.all_tasks())
+        fds0, rss0, tasks0 = await _baseline_fds(), psutil.Process().memory_info().rss, len(asyncio.all_tasks())
         await _until(lambda: first.restarts >= CYCLES, 480)
         store.flush()
-        fds1, rss1, tasks1 = _fds(), psutil.Process().memory_info().rss, len(asyncio.all_tasks())
+        fds1, rss1, tasks1 = await _baseline_fds(), psutil.Process().memory_info().rss, len(asyncio.all_tasks())
     finally:
         orch.request_down(1.0)
         await asyncio.wait_for(run, 30)
         await backend.aclose()
         store.close()
-    assert fds1 <= fds0 + 2, (fds0, fds1)
+    assert fds1 <= fds0, (fds0, fds1)
     assert tasks1 <= tasks0 + 2, (tasks0, tasks1)
     assert rss1 - rss0 < 8 * 2**20, (rss0, rss1)
     assert len(orch._tasks) == 0
