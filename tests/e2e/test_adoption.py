@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import time
 from typing import Any
 
@@ -91,3 +92,24 @@ def test_up_stops_adopted_replicas_the_file_no_longer_wants(deployment: Deployme
     assert deployment.cli("up", "--detach").returncode == 0
     time.sleep(0.2)
     assert len(processes_marked(deployment.state_dir)) == 1
+
+
+def test_up_stops_a_marked_replica_that_no_record_accounts_for(deployment: Deployment) -> None:
+    # What an orchestrator killed between a spawn and its store write leaves behind: a process group
+    # carrying the deployment's marker, with no row in the store. The next `up` must not leave it.
+    deployment.write("services: {a: {command: [sleep, '60']}}\n")
+    deployment.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    env = {**os.environ, "DEPLOY_CODE_STATE_DIR": str(deployment.state_dir)}
+    stray = subprocess.Popen(["sleep", "60"], env=env, start_new_session=True)
+    try:
+        assert processes_marked(deployment.state_dir) == [stray.pid]
+        assert deployment.cli("up", "--detach").returncode == 0
+        assert stray.wait(timeout=10) == -signal.SIGTERM
+        marked = processes_marked(deployment.state_dir)
+        assert len(marked) == 1 and stray.pid not in marked
+        assert deployment.cli("down").returncode == 0
+        assert not processes_marked(deployment.state_dir)
+    finally:
+        if stray.poll() is None:
+            stray.kill()
+            stray.wait()

@@ -57,6 +57,8 @@ def _pick(file: Path) -> Path:
     if file == DEFAULT_FILE and _global_file:
         return _global_file[0]
     return file
+
+
 T = TypeVar("T")
 
 

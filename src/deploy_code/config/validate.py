@@ -95,8 +95,7 @@ def _ports(spec: ProjectSpec, source: SourceMap) -> Iterator[Diagnostic]:
                     f"services.{name}.ports.{port_name}: fixed port {port} cannot be shared by"
                     f" {svc.replicas} replicas",
                     source.locate("services", name, "ports", port_name),
-                    "use auto (each replica gets its own port)"
-                    " or set replicas: 1",
+                    "use auto (each replica gets its own port) or set replicas: 1",
                 )
     for port, owners in claims.items():
         first = f"services.{owners[0][0]}.ports.{owners[0][1]}"

@@ -17,6 +17,7 @@ from deploy_code.runtime.local import (
     LogFollower,
     ProcessHandle,
     discover_capacity,
+    marked_groups,
     port_is_free,
     proc_start_time,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "ProcessIdentity",
     "ProcessSpec",
     "discover_capacity",
+    "marked_groups",
     "port_is_free",
     "proc_start_time",
 ]

@@ -23,11 +23,18 @@ from deploy_code.events import DeploymentFinished, Event, EventSink, ReplicaStat
 from deploy_code.health import HttpClientFactory
 from deploy_code.ports import PortAllocator
 from deploy_code.resources import Ledger
-from deploy_code.runtime import LocalBackend, LogFollower, ProcessHandle, ProcessIdentity, port_is_free
+from deploy_code.runtime import (
+    LocalBackend,
+    LogFollower,
+    ProcessHandle,
+    ProcessIdentity,
+    marked_groups,
+    port_is_free,
+)
 from deploy_code.scheduling import Plan, plan, release_plan
 from deploy_code.state import StateStore
 from deploy_code.supervisor.admission import Admission, derive_limit
-from deploy_code.supervisor.replica import Replica
+from deploy_code.supervisor.replica import MARKER_VAR, Replica
 from deploy_code.supervisor.service import ServiceRuntime
 
 __all__ = ["DeployOutcome", "Orchestrator"]
@@ -165,6 +172,22 @@ class Orchestrator:
                     self._orphans.append(handle)
         return ports
 
+    async def _sweep_unrecorded(self) -> None:
+        """Queue for stopping every marked process group that no record accounts for.
+
+        A replica spawned moments before an earlier orchestrator died may have missed the store; it
+        carries our marker all the same, so it is found here instead of running unmanaged.
+        """
+        known = {h.identity.pgid for h in self._adopted.values()} | {h.identity.pgid for h in self._orphans}
+        found = await asyncio.to_thread(marked_groups, MARKER_VAR, str(self.state_dir))
+        for ident in found:
+            if ident.pgid in known:
+                continue
+            handle = self.backend.adopt(ident)
+            if handle is not None:
+                log.warning("stopping unrecorded replica process group %d", ident.pgid)
+                self._orphans.append(handle)
+
     # --- main ----------------------------------------------------------------------------------
     async def run(self, on_outcome: Callable[[DeployOutcome], None] | None = None) -> DeployOutcome:
         """Deploy, report the outcome once through ``on_outcome``, then supervise until down.
@@ -175,10 +198,12 @@ class Orchestrator:
         loop = asyncio.get_running_loop()
         self._outcome = loop.create_future()
         assigned = self._adopt_previous()
-        for orphan in self._orphans:
-            await orphan.stop(signal.SIGTERM, 5.0)
-            orphan.close()
-        self._orphans.clear()
+        await self._sweep_unrecorded()
+        if self._orphans:
+            await asyncio.gather(*(o.stop(signal.SIGTERM, 5.0) for o in self._orphans))
+            for orphan in self._orphans:
+                orphan.close()
+            self._orphans.clear()
         try:
             self.plan = plan(
                 self.project,

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["Replica"]
 
 S = ReplicaState
+MARKER_VAR = "DEPLOY_CODE_STATE_DIR"  # in every replica's environment: finds unrecorded replicas
 INBOX_BOUND = 16  # commands and probe verdicts; duplicates beyond this are dropped (they repeat)
 READY_AUTO_S = 60.0  # `timeouts.ready: auto` until the history-based estimate lands (reliability issue)
 LAST_LINES = 20  # log lines quoted in a failure report
@@ -190,7 +191,7 @@ class Replica:
         ctx = self._context()
         argv = render_argv(self.orch.project, self.service.name, ctx)
         env = service_environment(self.orch.project, self.service.name, ctx)
-        env["DEPLOY_CODE_STATE_DIR"] = str(self.orch.state_dir)  # marks our processes for orphan sweeps
+        env[MARKER_VAR] = str(self.orch.state_dir)  # marks our processes for orphan sweeps
         env["DEPLOY_CODE_REPLICA_ID"] = self.id
         self._env = env
         if self._needs_notify():

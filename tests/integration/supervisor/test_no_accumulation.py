@@ -58,10 +58,18 @@ async def test_ten_thousand_crash_cycles_stay_flat(tmp_path: Path) -> None:
         first = orch.services["crash"].replicas[0]
         await _until(lambda: first.restarts >= 1_000, 120)
         store.flush()
-        fds0, rss0, tasks0 = await _baseline_fds(), psutil.Process().memory_info().rss, len(asyncio.all_tasks())
+        fds0, rss0, tasks0 = (
+            await _baseline_fds(),
+            psutil.Process().memory_info().rss,
+            len(asyncio.all_tasks()),
+        )
         await _until(lambda: first.restarts >= CYCLES, 480)
         store.flush()
-        fds1, rss1, tasks1 = await _baseline_fds(), psutil.Process().memory_info().rss, len(asyncio.all_tasks())
+        fds1, rss1, tasks1 = (
+            await _baseline_fds(),
+            psutil.Process().memory_info().rss,
+            len(asyncio.all_tasks()),
+        )
     finally:
         orch.request_down(1.0)
         await asyncio.wait_for(run, 30)

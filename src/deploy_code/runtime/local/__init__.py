@@ -10,6 +10,7 @@ from deploy_code.runtime.local.handle import ProcessHandle
 from deploy_code.runtime.local.logs import LogFile
 from deploy_code.runtime.local.net import port_is_free
 from deploy_code.runtime.local.procinfo import proc_start_time
+from deploy_code.runtime.local.sweep import marked_groups
 
 __all__ = [
     "LocalBackend",
@@ -17,6 +18,7 @@ __all__ = [
     "LogFollower",
     "ProcessHandle",
     "discover_capacity",
+    "marked_groups",
     "port_is_free",
     "proc_start_time",
 ]
