@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from deploy_code.health.cadence import next_delay
 from deploy_code.health.httpclient import HttpClientFactory
+from deploy_code.health.listen import ListenWatcher
 from deploy_code.health.loglines import LogLineMatcher
 from deploy_code.health.notify import NotifyEndpoint
 from deploy_code.health.probes import make_check
@@ -25,6 +26,7 @@ __all__ = [
     "Check",
     "CheckTarget",
     "HttpClientFactory",
+    "ListenWatcher",
     "LogLineMatcher",
     "NotifyEndpoint",
     "ProbeResult",

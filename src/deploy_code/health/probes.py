@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from deploy_code.config.model import ProbeSpec
     from deploy_code.health.httpclient import HttpClientFactory
+    from deploy_code.health.listen import ListenWatcher
     from deploy_code.health.loglines import LogLineMatcher
     from deploy_code.health.notify import NotifyEndpoint
 
@@ -37,6 +38,7 @@ def make_check(
     http: HttpClientFactory,
     log: LogLineMatcher | None = None,
     notify: NotifyEndpoint | None = None,
+    listen: ListenWatcher | None = None,
 ) -> Check:
     """Bind ``spec`` to one replica.
 
@@ -49,6 +51,7 @@ def make_check(
         http: the orchestrator's pooled client, used by http checks.
         log: the replica's log matcher; required for a ``log_line`` check.
         notify: the replica's notify endpoint; required for a ``notify`` check.
+        listen: wakes tcp and http checks when their port opens (optional, see ``ListenWatcher``).
 
     Returns:
         A check that enforces ``spec.timeout`` itself.
@@ -60,11 +63,13 @@ def make_check(
     timeout = spec.timeout
     if spec.tcp is not None:
         host = spec.tcp.host if "host" in spec.tcp.model_fields_set else target.host
-        return TcpProbe(host, _port(spec.tcp.port, target), timeout)
+        return TcpProbe(host, _port(spec.tcp.port, target), timeout, listen)
     if spec.http is not None:
         check = spec.http
         host = check.host if "host" in check.model_fields_set else target.host
-        return HttpProbe(_url(check.scheme, host, _port(check.port, target), check.path), http, timeout)
+        port = _port(check.port, target)
+        url = _url(check.scheme, host, port, check.path)
+        return HttpProbe(url, http, timeout, port=port, listen=listen)
     if spec.exec is not None:
         return ExecProbe(spec.exec.command, target, timeout)
     if spec.log_line is not None:
@@ -78,13 +83,32 @@ def make_check(
     raise ValueError("the probe has no check kind")  # ProbeSpec validation makes this unreachable
 
 
-class TcpProbe:
+class _ListenHint:
+    """``hint()``: returns when the probed port starts listening (see ``ListenWatcher``).
+
+    The runner races it against its fast-phase timer, so a replica is probed again the moment its
+    port opens rather than at the next tick. Without a watcher the hint never fires.
+    """
+
+    port: int
+    listen: ListenWatcher | None
+
+    async def hint(self) -> None:
+        """Wait until the port listens (forever without a watcher: the caller's timer decides)."""
+        if self.listen is None:
+            await asyncio.Event().wait()
+        else:
+            await self.listen.wait(self.port)
+
+
+class TcpProbe(_ListenHint):
     """Passes when a TCP connection to ``host:port`` is accepted; the connection is closed at once."""
 
-    def __init__(self, host: str, port: int, timeout: float) -> None:
+    def __init__(self, host: str, port: int, timeout: float, listen: ListenWatcher | None = None) -> None:
         self.host = host
         self.port = port
         self.timeout = timeout
+        self.listen = listen
 
     async def __call__(self) -> ProbeResult:
         """Connect, close, report."""
@@ -108,13 +132,23 @@ class TcpProbe:
         return ProbeResult(True, f"tcp {where}: connected", latency)
 
 
-class HttpProbe:
+class HttpProbe(_ListenHint):
     """Passes when ``GET url`` answers 2xx or 3xx (redirects are not followed)."""
 
-    def __init__(self, url: str, http: HttpClientFactory, timeout: float) -> None:
+    def __init__(
+        self,
+        url: str,
+        http: HttpClientFactory,
+        timeout: float,
+        *,
+        port: int = 0,
+        listen: ListenWatcher | None = None,
+    ) -> None:
         self.url = url
         self.timeout = timeout
         self._http = http
+        self.port = port
+        self.listen = listen if port else None
 
     async def __call__(self) -> ProbeResult:
         """One GET through the pooled client."""

@@ -43,7 +43,8 @@ class ProbeRunner:
     The status starts unknown (``None``). It becomes healthy after ``spec.success_threshold`` passes in
     a row and unhealthy after ``spec.failure_threshold`` failures in a row; each change is reported
     once. Before the first pass the runner probes fast (``fast_start``, doubling up to
-    ``spec.period``) so that a ready replica is seen within milliseconds; after it, every
+    ``spec.period``) so that a ready replica is seen within milliseconds, and a check with a ``hint()``
+    coroutine (tcp and http: their port started listening) cuts that wait short; after it, every
     ``spec.period``. It sleeps only through ``clock.sleep_until``, so a ``FakeClock`` drives it in
     tests. Each check bounds itself by ``spec.timeout``; the runner adds a real-time backstop
     (``asyncio.timeout``) of ``spec.timeout + BACKSTOP_GRACE_S`` for checks that do not.
@@ -106,7 +107,22 @@ class ProbeRunner:
                 fast_start=self.fast_start,
             )
             attempt += 1
+            await self._pause(delay)
+
+    async def _pause(self, delay: float) -> None:
+        """Sleep ``delay``; before the first pass, wake early when the check's hint fires."""
+        hint = None if self.passed_once else getattr(self.check, "hint", None)
+        if hint is None:
             await self.clock.sleep_until(self.clock.now() + delay)
+            return
+        timer = asyncio.ensure_future(self.clock.sleep_until(self.clock.now() + delay))
+        woken = asyncio.ensure_future(hint())
+        try:
+            await asyncio.wait((timer, woken), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in (timer, woken):
+                t.cancel()
+            await asyncio.gather(timer, woken, return_exceptions=True)
 
     async def _attempt(self) -> ProbeResult:
         start = self.clock.now()

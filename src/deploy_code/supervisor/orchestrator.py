@@ -20,7 +20,7 @@ from deploy_code.clock import Clock, SystemClock
 from deploy_code.config import InterpolationContext, Project, ServiceAddress
 from deploy_code.errors import DeployCodeError, ErrorCode, SupervisionError
 from deploy_code.events import DeploymentFinished, Event, EventSink, ReplicaState
-from deploy_code.health import HttpClientFactory
+from deploy_code.health import HttpClientFactory, ListenWatcher
 from deploy_code.ports import PortAllocator
 from deploy_code.resources import Ledger
 from deploy_code.runtime import (
@@ -86,6 +86,7 @@ class Orchestrator:
         self.logs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.log_follower = LogFollower()
         self.http = HttpClientFactory()
+        self.listen = ListenWatcher()
         cores = os.cpu_count() or 1
         self.admission = Admission(
             derive_limit(cores, os.getloadavg()[0], self.settings.max_parallel), self.clock
@@ -97,6 +98,8 @@ class Orchestrator:
             low, high, quarantine_s=self.settings.port_quarantine, is_free=self._port_free
         )
         self.services: dict[str, ServiceRuntime] = {}
+        self._unsettled = 0  # services not yet healthy or completed
+        self._failures: list[tuple[str, str]] = []  # one entry per failed service: bounded
         self.plan: Plan | None = None
         self.started_wall = self.clock.wall_time()
         self._t0 = self.clock.now()
@@ -137,15 +140,24 @@ class Orchestrator:
         wd = self.project.spec.services[service].working_dir
         return str((self.project.base_dir / wd).resolve() if wd else self.project.base_dir)
 
-    def on_service_changed(self, svc: ServiceRuntime) -> None:
-        """Settle the deployment outcome once every service is settled or one failed."""
+    def on_service_settled(self, svc: ServiceRuntime) -> None:
+        """A service is deployed (healthy or completed); called once per service."""
+        self._unsettled -= 1
+        self._settle_outcome()
+
+    def on_service_failed(self, svc: ServiceRuntime) -> None:
+        """A service failed; called once per service."""
+        self._failures.append((svc.name, svc.failure))
+        self._settle_outcome()
+
+    def _settle_outcome(self) -> None:
+        """Settle the deployment outcome once every service is settled or one failed (O(1))."""
         fut = self._outcome
         if fut is None or fut.done():
             return
-        failures = tuple((s.name, s.failure) for s in self.services.values() if s.failed.is_set())
-        if failures:
-            fut.set_result(DeployOutcome("failed", self.clock.now() - self._t0, failures))
-        elif all(s.settled for s in self.services.values()):
+        if self._failures:
+            fut.set_result(DeployOutcome("failed", self.clock.now() - self._t0, tuple(self._failures)))
+        elif self._unsettled <= 0 and self.services:
             fut.set_result(DeployOutcome("ready", self.clock.now() - self._t0))
 
     # --- adoption ------------------------------------------------------------------------------
@@ -223,8 +235,9 @@ class Orchestrator:
                 continue
             svc = ServiceRuntime(self, name, self.project.spec.services[name])
             for p in self.plan.placements[name]:
-                svc.replicas[p.index] = Replica(self, svc, p)
+                svc.add(Replica(self, svc, p))
             self.services[name] = svc
+        self._unsettled = len(self.services)
         self.store.set_meta("pid", str(os.getpid()))
         self.store.set_meta("config", str(self.project.path))
         outcome: DeployOutcome | None = None
@@ -288,7 +301,7 @@ class Orchestrator:
         svc.deploy_started = self.clock.now()
         for rep in svc.replicas.values():
             self._launch(rep)
-        svc.on_replica_changed()
+        svc.refresh()  # a service with no replicas is settled at once
 
     def _launch(self, rep: Replica) -> None:
         assert self._tg is not None
@@ -339,6 +352,7 @@ class Orchestrator:
         if self.plan is not None:
             release_plan(self.plan, self.ledger, self.ports, now=self.clock.now())
         await self.http.aclose()
+        self.listen.close()
         await self.log_follower.aclose()
         self.store.flush()
 

@@ -91,7 +91,9 @@ class Replica:
         self.state = new
         self.reason = reason
         now = self.orch.clock.now()
+        first_start = False
         if new == S.STARTING:
+            first_start = not self.ever_started
             self.ever_started = True
             self.ready_since = None
         elif new == S.READY:
@@ -107,7 +109,7 @@ class Replica:
                 self.handle.identity.pid if self.handle else None,
             )
         )
-        self.service.on_replica_changed()
+        self.service.on_replica_changed(self, old, first_start)
 
     def post(self, kind: str, detail: str = "") -> None:
         """Queue a command or verdict for the replica's task (``restart``, ``liveness``, ...)."""
@@ -283,7 +285,9 @@ class Replica:
         try:
             spec = render_probe(self.orch.project, self.service.name, name, spec, self._context())
             matcher = self._matchers.get(spec.log_line.pattern) if spec.log_line else None
-            check = make_check(spec, target, http=self.orch.http, log=matcher, notify=self._notify)
+            check = make_check(
+                spec, target, http=self.orch.http, log=matcher, notify=self._notify, listen=self.orch.listen
+            )
         except (DeployCodeError, ValueError) as exc:
             self.post(name, f"{name} probe cannot run: {exc}")
             return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from typing import TYPE_CHECKING
 
 from deploy_code.config.model import ServiceSpec
@@ -35,6 +36,17 @@ class ServiceRuntime:
         self.failure = ""
         self.deploy_started: float | None = None
         self.ready_after_s: float | None = None
+        # Replicas per state and how many ever started: each transition updates them in O(1), so the
+        # conditions never rescan the replicas (one key per ReplicaState: bounded).
+        self._by_state: Counter[ReplicaState] = Counter()
+        self._ever_started = 0
+        self._settled = False
+
+    def add(self, rep: Replica) -> None:
+        """Take a replica (before it runs)."""
+        self.replicas[rep.index] = rep
+        self._by_state[rep.state] += 1
+        self._ever_started += rep.ever_started
 
     def condition(self, name: str) -> asyncio.Event:
         """The event for a ``depends_on`` condition."""
@@ -44,22 +56,31 @@ class ServiceRuntime:
             "completed_successfully": self.completed,
         }[name]
 
-    def on_replica_changed(self) -> None:
-        """Recompute conditions after a replica transition (called on the loop, never awaits)."""
-        reps = list(self.replicas.values())
-        if all(r.ever_started for r in reps):
+    def on_replica_changed(self, rep: Replica, old: ReplicaState, first_start: bool) -> None:
+        """Account one replica transition and re-evaluate the conditions (on the loop, O(1))."""
+        self._by_state[old] -= 1
+        self._by_state[rep.state] += 1
+        self._ever_started += first_start
+        if rep.state == S.FAILED and not self.failed.is_set():
+            self.failure = f"replica {rep.id}: {rep.reason}"
+            self.failed.set()
+            self.orch.on_service_failed(self)
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Set the conditions that hold now (they latch) and tell the orchestrator once settled."""
+        n = len(self.replicas)
+        if self._ever_started == n:
             self.started.set()
-        if all(r.state == S.READY for r in reps):
-            if not self.healthy.is_set() and self.deploy_started is not None:
+        if self._by_state[S.READY] == n and not self.healthy.is_set():
+            if self.deploy_started is not None:
                 self.ready_after_s = self.orch.clock.now() - self.deploy_started
             self.healthy.set()
-        if reps and all(r.state == S.COMPLETED for r in reps):
+        if n and self._by_state[S.COMPLETED] == n:
             self.completed.set()
-        failed = [r for r in reps if r.state == S.FAILED]
-        if failed and not self.failed.is_set():
-            self.failure = f"replica {failed[0].id}: {failed[0].reason}"
-            self.failed.set()
-        self.orch.on_service_changed(self)
+        if not self._settled and self.settled:
+            self._settled = True
+            self.orch.on_service_settled(self)
 
     @property
     def settled(self) -> bool:

@@ -25,6 +25,7 @@ def test_public_surface() -> None:
         "Check",
         "CheckTarget",
         "HttpClientFactory",
+        "ListenWatcher",
         "LogLineMatcher",
         "NotifyEndpoint",
         "ProbeResult",

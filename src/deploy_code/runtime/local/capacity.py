@@ -30,6 +30,10 @@ def _existing_ancestor(path: str) -> str:
     return path
 
 
+# Present wherever the NVIDIA kernel driver is loaded (also inside containers that are given GPUs).
+_NVIDIA_DRIVER_PATHS = ("/dev/nvidiactl", "/proc/driver/nvidia/version")
+
+
 def _text(value: object) -> str:
     """NVML returns bytes in older bindings and str in newer ones."""
     return value.decode() if isinstance(value, bytes) else str(value)
@@ -41,6 +45,8 @@ def discover_gpus() -> tuple[GpuInfo, ...] | None:
     Returns:
         The GPUs (possibly none), or None when NVML is unavailable.
     """
+    if not any(os.path.exists(p) for p in _NVIDIA_DRIVER_PATHS):
+        return None  # no NVIDIA driver: skip importing the (large) bindings and loading the library
     try:
         import pynvml
     except ImportError:
