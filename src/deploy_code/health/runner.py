@@ -96,6 +96,10 @@ class ProbeRunner:
         spec = self.spec
         if spec.initial_delay > 0:
             await self.clock.sleep_until(self.clock.now() + spec.initial_delay)
+        elif getattr(self.check, "hint", None) is not None:
+            # A port cannot accept before its process listens: with a hint, the first attempt waits for
+            # it (or for the first fast delay), instead of failing against a process that just started.
+            await self._pause(self.fast_start)
         attempt = 0
         while True:
             result = await self._attempt()

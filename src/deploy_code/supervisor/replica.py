@@ -388,6 +388,9 @@ class Replica:
 
     # --- logs ----------------------------------------------------------------------------------
     def _track_logs(self) -> None:
+        """Follow the replica's output while someone reads it: a log_line probe or a `logs -f` client."""
+        if not (self._matchers or self._line_subscribers):
+            return
         if not self._tracking:  # watching again would restart from the end and drop a partial line
             self.orch.log_follower.watch(self.log_path, self._on_line)
             self._tracking = True
@@ -417,7 +420,13 @@ class Replica:
         """Receive each new output line; returns the unsubscribe function."""
         self._line_subscribers.add(callback)
         self._track_logs()
-        return lambda: self._line_subscribers.discard(callback)
+
+        def unsubscribe() -> None:
+            self._line_subscribers.discard(callback)
+            if not self._line_subscribers and not self._matchers:
+                self._untrack_logs()
+
+        return unsubscribe
 
     def last_lines(self, n: int = LAST_LINES) -> list[str]:
         """The last ``n`` lines of output (blocking file read: call from a thread)."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from typing import TYPE_CHECKING
 
 from deploy_code.config.model import ServiceSpec
@@ -38,7 +37,7 @@ class ServiceRuntime:
         self.ready_after_s: float | None = None
         # Replicas per state and how many ever started: each transition updates them in O(1), so the
         # conditions never rescan the replicas (one key per ReplicaState: bounded).
-        self._by_state: Counter[ReplicaState] = Counter()
+        self._by_state: dict[ReplicaState, int] = dict.fromkeys(ReplicaState, 0)
         self._ever_started = 0
         self._settled = False
 
