@@ -106,11 +106,11 @@ def validate(file: FileOpt = DEFAULT_FILE) -> None:
 
     def run() -> None:
         from deploy_code.runtime import discover_capacity
-        from deploy_code.scheduling import check
+        from deploy_code.scheduling import check, effective_capacity
 
         project = _load(file)
         capacity = discover_capacity(str(project.base_dir))
-        diags = check(project, capacity.total)
+        diags = check(project, effective_capacity(project, capacity.total))
         if diags:
             raise DeployCodeError.from_diagnostics(diags)
         spec = project.spec
@@ -140,17 +140,20 @@ def plan(
         from deploy_code.ports import PortAllocator
         from deploy_code.resources import Ledger
         from deploy_code.runtime import discover_capacity, port_is_free
+        from deploy_code.scheduling import effective_capacity
         from deploy_code.scheduling import plan as make_plan
 
         project = _load(file)
         settings = project.spec.settings
         capacity = discover_capacity(str(project.base_dir))
+        available = effective_capacity(project, capacity.total)
         low, high = settings.port_bounds
         ports = PortAllocator(low, high, is_free=lambda p: port_is_free(settings.host, p))
-        result = make_plan(project, Ledger(capacity.total), ports, now=time.monotonic(), selected=services)
+        result = make_plan(project, Ledger(available), ports, now=time.monotonic(), selected=services)
         doc = {
             "name": project.spec.name,
             "capacity": capacity.total.to_dict(),
+            "available": available.to_dict(),
             "waves": [list(w) for w in result.waves],
             "start_order": [n for w in result.waves for n in w],
             "stop_order": [n for n in result.graph.stop_order() if n in result.placements],

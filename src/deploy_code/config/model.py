@@ -25,12 +25,15 @@ from deploy_code.units import Resources, parse_duration, parse_port_range, parse
 
 __all__ = [
     "BackoffSpec",
+    "CapacitySpec",
     "Condition",
     "ExecCheck",
     "HealthSpec",
     "HttpCheck",
     "LogLineCheck",
     "NotifyCheck",
+    "PlacementSpec",
+    "PoolSpec",
     "ProbeSpec",
     "ProjectSpec",
     "ResourcesSpec",
@@ -242,6 +245,47 @@ class ResourcesSpec(_Strict):
         return Resources(self.cpu_cores, self.memory_mb, self.storage_gb, self.gpu_count)
 
 
+class CapacitySpec(_Strict):
+    """Figures that replace what the machine reports (each optional: unset ones are discovered)."""
+
+    cpu_cores: float | None = Field(default=None, ge=0.0)
+    memory_mb: float | None = Field(default=None, ge=0.0)
+    storage_gb: float | None = Field(default=None, ge=0.0)
+    gpu_count: int | None = Field(default=None, ge=0)
+
+    def overrides(self) -> dict[str, float]:
+        """The figures given, by resource name."""
+        return {k: float(v) for k, v in self.model_dump().items() if v is not None}
+
+
+class PoolSpec(_Strict):
+    """A named share of the node (or of a parent pool): its services together book at most this.
+
+    A figure left out is not limited by this pool (only by its parent).
+    """
+
+    cpu_cores: float | None = Field(default=None, ge=0.0)
+    memory_mb: float | None = Field(default=None, ge=0.0)
+    storage_gb: float | None = Field(default=None, ge=0.0)
+    gpu_count: int | None = Field(default=None, ge=0)
+    parent: str | None = None  # another pool; None: the node itself
+
+    def quotas(self) -> dict[str, float]:
+        """The figures this pool limits, by resource name."""
+        return {k: float(v) for k, v in self.model_dump(exclude={"parent"}).items() if v is not None}
+
+
+class PlacementSpec(_Strict):
+    """Where a service's replicas may go (filters) and where they would rather go (scores)."""
+
+    node_labels: dict[str, str] = Field(default_factory=dict)  # required labels of the node
+    affinity: list[str] = Field(default_factory=list)  # hard: on a node that runs these services
+    anti_affinity: list[str] = Field(default_factory=list)  # hard: never beside these services
+    preferred_affinity: list[str] = Field(default_factory=list)  # soft
+    preferred_anti_affinity: list[str] = Field(default_factory=list)  # soft
+    spread: bool = False  # spread this service's replicas across nodes
+
+
 class ServiceSpec(_Strict):
     """One service: what to run, how many, with what, after whom, and how to know it is healthy."""
 
@@ -259,6 +303,8 @@ class ServiceSpec(_Strict):
     timeouts: TimeoutsSpec = TimeoutsSpec()
     priority: int = 0
     stop_signal: str = "SIGTERM"
+    pool: str | None = None
+    placement: PlacementSpec = PlacementSpec()
 
     @model_validator(mode="before")
     @classmethod
@@ -314,6 +360,10 @@ class Settings(_Strict):
     log_max_size: Annotated[int, BeforeValidator(parse_size_bytes), WithJsonSchema(_SIZE_SCHEMA)] = 10 * 2**20
     log_backups: int = Field(default=3, ge=0, le=100)
     port_quarantine: Duration = 2.0
+    capacity: CapacitySpec = CapacitySpec()
+    # Kept back for the system and the orchestrator itself: never booked by services.
+    headroom: ResourcesSpec = ResourcesSpec(memory_mb=256)
+    labels: dict[str, str] = Field(default_factory=dict)  # this node's labels, for placement
 
     @field_validator("port_range")
     @classmethod
@@ -340,4 +390,5 @@ class ProjectSpec(_Strict):
     version: Literal[1] = 1
     name: str = Field(default="default", pattern=NAME_RE)
     settings: Settings = Settings()
+    pools: dict[Annotated[str, Field(pattern=NAME_RE)], PoolSpec] = Field(default_factory=dict)
     services: dict[Annotated[str, Field(pattern=NAME_RE)], ServiceSpec]

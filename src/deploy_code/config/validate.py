@@ -82,6 +82,99 @@ def _dependencies(spec: ProjectSpec, source: SourceMap) -> Iterator[Diagnostic]:
                 )
 
 
+_PLACEMENT_LISTS = ("affinity", "anti_affinity", "preferred_affinity", "preferred_anti_affinity")
+
+
+def _placement(spec: ProjectSpec, source: SourceMap) -> Iterator[Diagnostic]:
+    names = list(spec.services)
+    for name, svc in spec.services.items():
+        for field in _PLACEMENT_LISTS:
+            for i, other in enumerate(getattr(svc.placement, field)):
+                if other not in spec.services:
+                    yield Diagnostic(
+                        ErrorCode.E002,
+                        f"services.{name}.placement.{field}: unknown service {other!r}",
+                        source.locate("services", name, "placement", field, i),
+                        _did_you_mean(other, names) or f"services are: {', '.join(names)}",
+                    )
+
+
+def _pool_chain(spec: ProjectSpec, pool: str) -> list[str]:
+    """``pool`` and its ancestors, nearest first; stops at an unknown parent or a repeat (a cycle)."""
+    chain: list[str] = []
+    current: str | None = pool
+    while current is not None and current in spec.pools and current not in chain:
+        chain.append(current)
+        current = spec.pools[current].parent
+    return chain
+
+
+def _pools(spec: ProjectSpec, source: SourceMap) -> Iterator[Diagnostic]:
+    pools = list(spec.pools)
+    for name, pool in spec.pools.items():
+        at = source.locate("pools", name, "parent")
+        if pool.parent is not None and pool.parent not in spec.pools:
+            yield Diagnostic(
+                ErrorCode.E002,
+                f"pools.{name}.parent: unknown pool {pool.parent!r}",
+                at,
+                _did_you_mean(pool.parent, pools) or f"pools are: {', '.join(pools)}",
+            )
+            continue
+        chain = _pool_chain(spec, name)
+        last = spec.pools[chain[-1]].parent
+        if last is not None and last in chain:
+            cycle = " -> ".join([*chain[chain.index(last) :], last])
+            yield Diagnostic(
+                ErrorCode.E002, f"pools: parent cycle {cycle}", at, "one pool must have no parent"
+            )
+            continue
+        if pool.parent is None:
+            continue
+        for dim, want in pool.quotas().items():
+            # The nearest ancestor that limits this figure bounds it.
+            for anc in _pool_chain(spec, pool.parent):
+                have = spec.pools[anc].quotas().get(dim)
+                if have is not None:
+                    if want > have:
+                        yield Diagnostic(
+                            ErrorCode.E004,
+                            f"pool {name!r} has {want:g} {dim} but its parent pool {anc!r} only {have:g}",
+                            source.locate("pools", name, dim),
+                            "a pool cannot exceed its parent: lower it or raise the parent",
+                        )
+                    break
+    for name, svc in spec.services.items():
+        if svc.pool is None:
+            continue
+        at = source.locate("services", name, "pool")
+        if svc.pool not in spec.pools:
+            yield Diagnostic(
+                ErrorCode.E002,
+                f"services.{name}.pool: unknown pool {svc.pool!r}",
+                at,
+                _did_you_mean(svc.pool, pools)
+                or (f"pools are: {', '.join(pools)}" if pools else "add it under pools:"),
+            )
+            continue
+        one = svc.resources.to_resources()
+        for dim in type(one).FIELDS:
+            want = getattr(one, dim) * svc.replicas
+            if not want:
+                continue
+            for anc in _pool_chain(spec, svc.pool):
+                have = spec.pools[anc].quotas().get(dim)
+                if have is not None and want > have:
+                    per = f" ({svc.replicas} replicas x {getattr(one, dim):g})" if svc.replicas > 1 else ""
+                    yield Diagnostic(
+                        ErrorCode.E004,
+                        f"service {name!r} requests {want:g} {dim}{per}, but pool {anc!r} allows {have:g}",
+                        source.locate("services", name, "resources", dim),
+                        "lower the request or the replica count, or raise the pool's quota",
+                    )
+                    break
+
+
 def _ports(spec: ProjectSpec, source: SourceMap) -> Iterator[Diagnostic]:
     claims: dict[int, list[tuple[str, str]]] = {}
     for name, svc in spec.services.items():
@@ -217,6 +310,8 @@ def validate(
     """
     return [
         *_dependencies(spec, source),
+        *_placement(spec, source),
+        *_pools(spec, source),
         *_ports(spec, source),
         *_probes(spec, source),
         *_templates(spec, source, environ, env_files),

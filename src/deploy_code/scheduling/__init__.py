@@ -4,6 +4,14 @@
 diagnostics with file locations; ``plan`` books resources and ports for every replica, all or nothing.
 """
 
-from deploy_code.scheduling.plan import Placement, Plan, check, make_graph, plan, release_plan
+from deploy_code.scheduling.plan import (
+    Placement,
+    Plan,
+    check,
+    effective_capacity,
+    make_graph,
+    plan,
+    release_plan,
+)
 
-__all__ = ["Placement", "Plan", "check", "make_graph", "plan", "release_plan"]
+__all__ = ["Placement", "Plan", "check", "effective_capacity", "make_graph", "plan", "release_plan"]

@@ -12,7 +12,7 @@ from deploy_code.ports import PortAllocator
 from deploy_code.resources import Ledger
 from deploy_code.units import Resources
 
-__all__ = ["Placement", "Plan", "check", "make_graph", "plan", "release_plan"]
+__all__ = ["Placement", "Plan", "check", "effective_capacity", "make_graph", "plan", "release_plan"]
 
 _RESOURCE_UNITS = {"cpu_cores": "cores", "memory_mb": "MiB", "storage_gb": "GiB", "gpu_count": "GPUs"}
 
@@ -66,9 +66,29 @@ def make_graph(project: Project) -> DependencyGraph:
         ) from None
 
 
+def effective_capacity(project: Project, discovered: Resources) -> Resources:
+    """What services may book: the discovered figures, overridden by ``settings.capacity``, less the
+    ``settings.headroom`` kept back for the system (never below zero).
+
+    Args:
+        project: the loaded file.
+        discovered: the machine's figures (from the runtime backend).
+    """
+    settings = project.spec.settings
+    figures = {**discovered.to_dict(), **settings.capacity.overrides()}
+    kept = settings.headroom.to_resources().to_dict()
+    out = {k: max(0.0, v - kept[k]) for k, v in figures.items()}
+    return Resources(out["cpu_cores"], out["memory_mb"], out["storage_gb"], int(out["gpu_count"]))
+
+
 def _num(x: float) -> str:
     """``999999999`` -> ``999,999,999``; ``0.25`` -> ``0.25``: whole figures readable, fractions kept."""
     return f"{x:,.0f}" if float(x).is_integer() else f"{x:,.3g}"
+
+
+def _kept(project: Project, dim: str) -> str:
+    kept = getattr(project.spec.settings.headroom, dim)
+    return f" ({_num(kept)} kept back as settings.headroom)" if kept else ""
 
 
 def _fit_diagnostics(project: Project, capacity: Resources) -> list[Diagnostic]:
@@ -83,7 +103,7 @@ def _fit_diagnostics(project: Project, capacity: Resources) -> list[Diagnostic]:
                 Diagnostic(
                     ErrorCode.E004,
                     f"service {name!r} requests {_num(want)} {unit} of {dim}{per}, "
-                    f"but the machine has {_num(have)} {unit}",
+                    f"but the machine offers {_num(have)} {unit}{_kept(project, dim)}",
                     project.locate("services", name, "resources", dim),
                     "lower the request or the replica count, or run on a bigger machine",
                 )

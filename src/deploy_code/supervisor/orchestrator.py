@@ -31,7 +31,7 @@ from deploy_code.runtime import (
     marked_groups,
     port_is_free,
 )
-from deploy_code.scheduling import Plan, plan, release_plan
+from deploy_code.scheduling import Plan, effective_capacity, plan, release_plan
 from deploy_code.state import StateStore
 from deploy_code.supervisor.admission import Admission, derive_limit
 from deploy_code.supervisor.replica import MARKER_VAR, Replica
@@ -92,7 +92,7 @@ class Orchestrator:
             derive_limit(cores, os.getloadavg()[0], self.settings.max_parallel), self.clock
         )
         self.capacity = backend.capacity(str(self.state_dir))
-        self.ledger = Ledger(self.capacity.total)
+        self.ledger = Ledger(effective_capacity(project, self.capacity.total))
         low, high = self.settings.port_bounds
         self.ports = PortAllocator(
             low, high, quarantine_s=self.settings.port_quarantine, is_free=self._port_free
