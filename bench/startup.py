@@ -974,7 +974,9 @@ class Bench:
                 "import asyncio, yaml, psutil, sqlite3, pydantic, pydantic.main, typer",
             ),
         ]
-        probe = "import resource, sys; sys.stdout.write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))"
+        probe = (
+            "import resource, sys\nsys.stdout.write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))"
+        )
         for label, code in cases:
             best, rss_kib = float("inf"), 0
             for _ in range(5):
@@ -987,7 +989,7 @@ class Bench:
             key = "floor_" + str(len(self.results))
             self.results[key] = {"label": label, "wall_s": best, "max_rss_mib": rss_kib / 1024}
             self.rows.append(
-                Row(f"(0) floor: {label}", f"{best * 1e3:.0f} ms, {rss_kib / 1024:.1f} MiB", notes="comparison")
+                Row(f"(0) floor: {label}", f"{best * 1e3:.0f} ms, {rss_kib / 1024:.1f} MiB", notes="same run")
             )
 
     def run(self) -> None:
