@@ -4,7 +4,7 @@ Owns all live state on one asyncio loop. Inputs: a loaded ``Project``, a runtime
 Outputs: events to sinks (state, metrics, API) and the control surface the API calls.
 """
 
-from deploy_code.supervisor.admission import Admission, derive_limit
+from deploy_code.supervisor.admission import Admission, derive_limit, start_weight
 from deploy_code.supervisor.backoff import CrashLoopDetector, next_delay
 from deploy_code.supervisor.orchestrator import DeployOutcome, Orchestrator
 from deploy_code.supervisor.states import TRANSITIONS, check_transition
@@ -17,5 +17,6 @@ __all__ = [
     "Orchestrator",
     "check_transition",
     "derive_limit",
+    "start_weight",
     "next_delay",
 ]

@@ -89,7 +89,10 @@ class Orchestrator:
         self.listen = ListenWatcher()
         cores = os.cpu_count() or 1
         self.admission = Admission(
-            derive_limit(cores, os.getloadavg()[0], self.settings.max_parallel), self.clock
+            derive_limit(cores, os.getloadavg()[0], self.settings.max_parallel),
+            self.clock,
+            adaptive=self.settings.max_parallel == "auto",
+            cores=cores,
         )
         self.capacity = backend.capacity(str(self.state_dir))
         self.ledger = Ledger(effective_capacity(project, self.capacity.total))
@@ -451,11 +454,7 @@ class Orchestrator:
             "started_at": self.started_wall,
             "uptime_s": round(self.clock.now() - self._t0, 3),
             "services": {name: svc.snapshot() for name, svc in self.services.items()},
-            "admission": {
-                "limit": self.admission.limit,
-                "in_use": self.admission.in_use,
-                "waiting": self.admission.waiting,
-            },
+            "admission": self.admission.snapshot(),
             "resources": {
                 "capacity": self.ledger.capacity.to_dict(),
                 "allocated": self.ledger.allocated.to_dict(),

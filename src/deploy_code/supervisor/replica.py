@@ -26,6 +26,7 @@ from deploy_code.health import (
 from deploy_code.runtime import LogFile, ProcessHandle, ProcessSpec
 from deploy_code.scheduling import Placement
 from deploy_code.state import ReplicaRecord
+from deploy_code.supervisor.admission import start_weight
 from deploy_code.supervisor.backoff import CrashLoopDetector, next_delay, replay_rng
 from deploy_code.supervisor.states import check_transition
 
@@ -209,7 +210,9 @@ class Replica:
             log_path=self.log_path,
             start_timeout=self.spec.timeouts.start,
         )
-        async with self.orch.admission.slot(self.spec.priority):
+        res = self.spec.resources
+        weight = start_weight(res.cpu_cores, res.memory_mb, res.gpu_count)
+        async with self.orch.admission.slot(self.spec.priority, weight):
             self._set(S.STARTING, "spawning")
             for m in self._matchers.values():
                 m.reset()  # before the spawn: the new process's first line may be the one
