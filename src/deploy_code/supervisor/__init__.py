@@ -7,6 +7,7 @@ Outputs: events to sinks (state, metrics, API) and the control surface the API c
 from deploy_code.supervisor.admission import Admission, derive_limit, start_weight
 from deploy_code.supervisor.backoff import CrashLoopDetector, next_delay
 from deploy_code.supervisor.orchestrator import DeployOutcome, Orchestrator
+from deploy_code.supervisor.registry import Registry, ReplicaEntry
 from deploy_code.supervisor.states import TRANSITIONS, check_transition
 
 __all__ = [
@@ -15,8 +16,10 @@ __all__ = [
     "CrashLoopDetector",
     "DeployOutcome",
     "Orchestrator",
+    "Registry",
+    "ReplicaEntry",
     "check_transition",
     "derive_limit",
-    "start_weight",
     "next_delay",
+    "start_weight",
 ]

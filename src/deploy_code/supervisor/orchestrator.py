@@ -34,6 +34,7 @@ from deploy_code.runtime import (
 from deploy_code.scheduling import Plan, effective_capacity, plan, release_plan
 from deploy_code.state import StateStore
 from deploy_code.supervisor.admission import Admission, derive_limit
+from deploy_code.supervisor.registry import Registry
 from deploy_code.supervisor.replica import MARKER_VAR, Replica
 from deploy_code.supervisor.service import ServiceRuntime
 
@@ -101,6 +102,7 @@ class Orchestrator:
             low, high, quarantine_s=self.settings.port_quarantine, is_free=self._port_free
         )
         self.services: dict[str, ServiceRuntime] = {}
+        self.registry = Registry()
         self._unsettled = 0  # services not yet healthy or completed
         self._failures: list[tuple[str, str]] = []  # one entry per failed service: bounded
         self.plan: Plan | None = None
@@ -238,7 +240,9 @@ class Orchestrator:
                 continue
             svc = ServiceRuntime(self, name, self.project.spec.services[name])
             for p in self.plan.placements[name]:
-                svc.add(Replica(self, svc, p))
+                rep = Replica(self, svc, p)
+                svc.add(rep)
+                self.registry.add(name, p.index, p.ports, rep.state)
             self.services[name] = svc
         self._unsettled = len(self.services)
         self.store.set_meta("pid", str(os.getpid()))
@@ -455,6 +459,7 @@ class Orchestrator:
             "uptime_s": round(self.clock.now() - self._t0, 3),
             "services": {name: svc.snapshot() for name, svc in self.services.items()},
             "admission": self.admission.snapshot(),
+            "replicas_by_state": {str(st): self.registry.count(st) for st in ReplicaState},
             "resources": {
                 "capacity": self.ledger.capacity.to_dict(),
                 "allocated": self.ledger.allocated.to_dict(),

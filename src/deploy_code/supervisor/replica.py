@@ -90,6 +90,7 @@ class Replica:
             return
         check_transition(old, new, who=self.id)
         self.state = new
+        self.orch.registry.set_state(self.id, new)
         self.reason = reason
         now = self.orch.clock.now()
         first_start = False
