@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import Deployment, processes_marked
+from tests.helpers import ZERO, Deployment, books_at_close, processes_marked
 
 
 @pytest.fixture
@@ -21,3 +21,6 @@ def deployment(tmp_path: Path) -> Iterator[Deployment]:
         leftovers = dep.cleanup()
         time.sleep(0.05)
         assert not processes_marked(dep.state_dir), f"processes survived cleanup: {leftovers}"
+        books = books_at_close(dep.state_dir)
+        if books is not None:  # the last orchestrator's ledger and ports balanced to zero when it ended
+            assert books == {"owners": 0, "allocated": ZERO, "ports_in_use": 0}, books

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 PY = sys.executable
 
@@ -37,6 +40,19 @@ def kill_marked(state_dir: Path) -> list[int]:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
     return pids
+
+
+ZERO = {"cpu_cores": 0.0, "memory_mb": 0.0, "storage_gb": 0.0, "gpu_count": 0}
+
+
+def books_at_close(state_dir: Path) -> dict[str, Any] | None:
+    """What the last orchestrator still held when it closed (from the real state.db), or None."""
+    db = state_dir / "state.db"
+    if not db.exists():
+        return None
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'books_at_close'").fetchone()
+    return None if row is None else dict(json.loads(row[0]))
 
 
 class Deployment:

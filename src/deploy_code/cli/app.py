@@ -138,7 +138,6 @@ def plan(
 
     def run() -> None:
         from deploy_code.ports import PortAllocator
-        from deploy_code.resources import Ledger
         from deploy_code.runtime import discover_capacity, port_is_free
         from deploy_code.scheduling import effective_capacity
         from deploy_code.scheduling import plan as make_plan
@@ -149,7 +148,7 @@ def plan(
         available = effective_capacity(project, capacity.total)
         low, high = settings.port_bounds
         ports = PortAllocator(low, high, is_free=lambda p: port_is_free(settings.host, p))
-        result = make_plan(project, Ledger(available), ports, now=time.monotonic(), selected=services)
+        result = make_plan(project, available, ports, now=time.monotonic(), selected=services)
         doc = {
             "name": project.spec.name,
             "capacity": capacity.total.to_dict(),

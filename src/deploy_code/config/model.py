@@ -230,6 +230,8 @@ class TimeoutsSpec(_Strict):
     start: Duration = 10.0
     ready: DurationOrAuto = "auto"
     stop: Duration = 10.0
+    # How long a replica may wait for free resources (its pool or the machine is full) before E004.
+    schedule: Duration = 60.0
 
 
 class ResourcesSpec(_Strict):

@@ -124,29 +124,34 @@ def check(project: Project, capacity: Resources) -> list[Diagnostic]:
 
 def plan(
     project: Project,
-    ledger: Ledger,
+    capacity: Resources,
     ports: PortAllocator,
     *,
     now: float,
     selected: Iterable[str] | None = None,
     assigned: Mapping[str, Mapping[str, int]] | None = None,
 ) -> Plan:
-    """Place every replica of the selected services (plus their dependencies), all or nothing.
+    """Plan every replica of the selected services (plus their dependencies): waves and ports.
+
+    Ports are taken here, all or nothing. Resources are only checked against ``capacity`` (a request
+    that can never fit is E004 now); they are booked in the ledger when each service is about to
+    start (see the supervisor), so a service that fits the machine but not what is free right now
+    waits for capacity instead of failing the whole deployment.
 
     Args:
         project: the loaded file.
-        ledger: resources are booked here, one owner per replica.
+        capacity: what services may book in all (``effective_capacity``).
         ports: ports are taken here; fixed ports are reserved, ``auto`` ones allocated.
         now: monotonic time, for port quarantine.
         selected: service names to deploy with their dependencies; None means all.
         assigned: ports already held by replicas being re-adopted, by owner id (``svc.idx``).
 
     Raises:
-        PlacementError: E004 when the requests do not fit; nothing stays booked.
+        PlacementError: E004 when a request can never fit; nothing stays booked.
         DeployCodeError: S001 for an unknown service name, S004 for a port conflict.
     """
     graph = make_graph(project)
-    diags = _fit_diagnostics(project, ledger.capacity)
+    diags = _fit_diagnostics(project, capacity)
     if diags:
         raise PlacementError.from_diagnostics(diags)
     names = graph.closure(selected) if selected else frozenset(graph.services)
@@ -154,7 +159,6 @@ def plan(
     waves = tuple(w for w in waves if w)
     assigned = assigned or {}
     placements: dict[str, tuple[Placement, ...]] = {}
-    booked: list[Placement] = []
     owners: list[str] = []  # every owner that may hold a port, including a half-placed replica
     try:
         for wave in waves:
@@ -177,9 +181,7 @@ def plan(
                             got[port_name] = int(value)
                     p = Placement(name, idx, svc.resources.to_resources(), got)
                     reps.append(p)
-                    booked.append(p)
                 placements[name] = tuple(reps)
-        ledger.allocate_batch([(p.owner, p.resources) for p in booked])
     except BaseException:
         for owner in owners:
             ports.release_owner(owner, now)
@@ -188,7 +190,7 @@ def plan(
 
 
 def release_plan(plan_: Plan, ledger: Ledger, ports: PortAllocator, *, now: float) -> None:
-    """Give back everything a plan booked (idempotent)."""
+    """Give back every port of the plan and every booking its replicas hold (idempotent)."""
     for p in plan_.all_placements():
         ledger.release(p.owner)
         ports.release_owner(p.owner, now)

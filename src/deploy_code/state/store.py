@@ -82,6 +82,12 @@ class StateStore:
             for r in rows
         ]
 
+    def get_meta(self, key: str) -> str | None:
+        """A stored value, or None."""
+        self.flush()
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
     def count_events(self) -> int:
         """Rows in the events table (tests check the retention bound)."""
         self.flush()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from deploy_code.clock import Clock, SystemClock
 from deploy_code.config import InterpolationContext, Project, ServiceAddress
-from deploy_code.errors import DeployCodeError, ErrorCode, SupervisionError
+from deploy_code.errors import DeployCodeError, ErrorCode, PlacementError, SupervisionError
 from deploy_code.events import DeploymentFinished, Event, EventSink, ReplicaState
 from deploy_code.health import HttpClientFactory, ListenWatcher
 from deploy_code.ports import PortAllocator
@@ -111,6 +112,7 @@ class Orchestrator:
         self._environ = dict(os.environ)
         self._outcome: asyncio.Future[DeployOutcome] | None = None
         self._shutdown = asyncio.Event()
+        self._freed = asyncio.Event()  # pulsed (set, then replaced) whenever a booking is released
         self._down_timeout: float | None = None
         self._finished = asyncio.Event()
         self._tg: asyncio.TaskGroup | None = None
@@ -224,7 +226,7 @@ class Orchestrator:
         try:
             self.plan = plan(
                 self.project,
-                self.ledger,
+                self.ledger.capacity,
                 self.ports,
                 now=self.clock.now(),
                 selected=self.selected,
@@ -306,9 +308,62 @@ class Orchestrator:
                     )
                 return
         svc.deploy_started = self.clock.now()
+        if not await self._book(list(svc.replicas.values())):
+            return
         for rep in svc.replicas.values():
             self._launch(rep)
         svc.refresh()  # a service with no replicas is settled at once
+
+    async def _book(self, reps: list[Replica]) -> bool:
+        """Book the replicas' resources, all or nothing; wait while they do not fit what is free now.
+
+        The wait ends when another booking is released (a replica completed, failed or stopped) and
+        the batch fits, or after the service's ``timeouts.schedule``: then every replica fails with
+        E004. Returns whether they are booked.
+        """
+        todo = [r for r in reps if not r.booked]
+        if not todo:
+            return True
+        spec = todo[0].spec
+        deadline = self.clock.now() + spec.timeouts.schedule
+        while True:
+            try:
+                self.ledger.allocate_batch([(r.id, r.resources) for r in todo])
+            except PlacementError as exc:
+                left = deadline - self.clock.now()
+                if left <= 0:
+                    for r in todo:
+                        r._set(
+                            ReplicaState.FAILED,
+                            f"E004 no room within {spec.timeouts.schedule:g}s: {exc.message}",
+                        )
+                    return False
+                for r in todo:
+                    r._set(ReplicaState.PENDING, f"waiting for resources ({left:.0f}s left): {exc.message}")
+                await self._wait_for_capacity(deadline)
+                continue
+            for r in todo:
+                r.booked = True
+            return True
+
+    async def _wait_for_capacity(self, deadline: float) -> None:
+        freed = self._freed
+        timer = asyncio.ensure_future(self.clock.sleep_until(deadline))
+        woken = asyncio.ensure_future(freed.wait())
+        try:
+            await asyncio.wait((timer, woken), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in (timer, woken):
+                t.cancel()
+            await asyncio.gather(timer, woken, return_exceptions=True)
+
+    def _unbook(self, rep: Replica) -> None:
+        """Give a replica's resources back and wake whoever waits for capacity."""
+        if rep.booked:
+            self.ledger.release(rep.id)
+            rep.booked = False
+            self._freed.set()
+            self._freed = asyncio.Event()
 
     def _launch(self, rep: Replica) -> None:
         assert self._tg is not None
@@ -324,6 +379,8 @@ class Orchestrator:
     async def _guard(self, rep: Replica, adopted: ProcessHandle | None) -> None:
         # A bug in one replica's task must not tear down the whole tree: report it as that replica's failure.
         try:
+            if not rep.booked and not await self._book([rep]):  # relaunched after it had ended
+                return
             await rep.run(adopted)
         except (asyncio.CancelledError, KeyboardInterrupt):
             raise
@@ -334,6 +391,9 @@ class Orchestrator:
                     await rep.stop()
                 if not rep.state.is_terminal:
                     rep._set(ReplicaState.FAILED, f"internal error: {exc!r}")
+        finally:
+            if rep.handle is None or rep.handle.exited:  # its task is over: nothing runs on the booking
+                self._unbook(rep)
 
     async def _stop_all(self, timeout: float | None) -> None:
         """Stop every service once all its dependants have stopped (reverse dependency order)."""
@@ -356,8 +416,13 @@ class Orchestrator:
                 tg.create_task(stop_one(name))
 
     async def _close(self) -> None:
+        # Every replica's task released its own booking as it ended; what is still held now leaked.
+        # Recorded (then released anyway) so that tests and `history` can check the books balance.
+        leaked = {"owners": self.ledger.owners, "allocated": self.ledger.allocated.to_dict()}
         if self.plan is not None:
             release_plan(self.plan, self.ledger, self.ports, now=self.clock.now())
+        leaked["ports_in_use"] = self.ports.in_use
+        self.store.set_meta("books_at_close", json.dumps(leaked))
         await self.http.aclose()
         self.listen.close()
         await self.log_follower.aclose()

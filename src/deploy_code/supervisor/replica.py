@@ -60,6 +60,8 @@ class Replica:
         self.index = placement.index
         self.id = placement.owner
         self.ports = dict(placement.ports)
+        self.resources = placement.resources
+        self.booked = False  # holds its resources in the orchestrator's ledger
         self.state = S.PENDING
         self.reason = "waiting for dependencies"
         self.handle: ProcessHandle | None = None
