@@ -105,3 +105,18 @@ def test_plan_shows_waves_and_ports(deployment: Deployment) -> None:
     assert len({p for d in ports for p in d.values()}) == 3
     assert all(31000 <= p <= 31010 for d in ports for p in d.values())
     assert not deployment.state_dir.exists() or not (deployment.state_dir / "api.sock").exists()
+
+
+def test_status_resources_shows_what_the_deployment_books(deployment: Deployment) -> None:
+    deployment.write(
+        """\
+        services:
+          a: {command: [sleep, "60"], replicas: 2, resources: {cpu_cores: 0.5, memory_mb: 100}, health: {min_uptime: 0}}
+        """
+    )
+    assert deployment.cli("up", "--detach").returncode == 0
+    out = deployment.cli("status", "--resources", check=True).stdout
+    row = next(line for line in out.splitlines() if "memory_mb" in line)
+    assert "200" in row  # two replicas x 100 MiB booked
+    doc = json.loads(deployment.cli("status", "--format", "json", check=True).stdout)
+    assert doc["resources"]["allocated"]["cpu_cores"] == 1.0

@@ -288,7 +288,13 @@ def _client(file: Path, timeout: float | None = 30.0) -> Any:
 
 
 @app.command()
-def status(file: FileOpt = DEFAULT_FILE, fmt: FormatOpt = "text") -> None:
+def status(
+    file: FileOpt = DEFAULT_FILE,
+    fmt: FormatOpt = "text",
+    resources: Annotated[
+        bool, typer.Option("--resources", help="Also show capacity, bookings and utilization.")
+    ] = False,
+) -> None:
     """Show every service and replica of the running deployment."""
 
     def run() -> None:
@@ -297,9 +303,12 @@ def status(file: FileOpt = DEFAULT_FILE, fmt: FormatOpt = "text") -> None:
         if fmt == "text":
             from rich.console import Console
 
-            from deploy_code.cli.display import status_table
+            from deploy_code.cli.display import resources_table, status_table
 
-            Console().print(status_table(doc))
+            console = Console()
+            console.print(status_table(doc))
+            if resources:
+                console.print(resources_table(doc))
         else:
             _emit(doc, fmt)
 

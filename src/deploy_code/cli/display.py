@@ -103,3 +103,27 @@ def status_table(status: dict[str, Any]) -> Any:
             "; ".join(sorted(reasons))[:80],
         )
     return table
+
+
+def resources_table(status: dict[str, Any]) -> Any:
+    """A Rich table of the ``resources`` section of a status document: what each level offers and holds."""
+    from rich.table import Table
+
+    res: dict[str, Any] = status.get("resources", {})
+    cap: dict[str, float] = res.get("capacity", {})
+    alloc: dict[str, float] = res.get("allocated", {})
+    table = Table(title=f"resources (source: {res.get('source', '?')})", title_justify="left")
+    for col in ("LEVEL", "RESOURCE", "AVAILABLE", "BOOKED", "FREE", "USED"):
+        table.add_column(col)
+    levels = [("node", cap, alloc)] + [
+        (f"pool {name}", p.get("quota", {}), p.get("allocated", {}))
+        for name, p in res.get("pools", {}).items()
+    ]
+    for level, offer, held in levels:
+        for dim, total in offer.items():
+            used = held.get(dim, 0.0)
+            share = f"{100 * used / total:.0f}%" if total else "-"
+            table.add_row(level, dim, f"{total:g}", f"{used:g}", f"{total - used:g}", share)
+    ports = status.get("ports", {})
+    table.caption = f"ports in use: {ports.get('in_use', 0)} of range {ports.get('range', '?')}"
+    return table
