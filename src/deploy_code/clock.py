@@ -11,9 +11,10 @@ import asyncio
 import heapq
 import itertools
 import time
+from collections.abc import Awaitable
 from typing import Protocol
 
-__all__ = ["Clock", "FakeClock", "SystemClock"]
+__all__ = ["Clock", "FakeClock", "SystemClock", "sleep_until_or"]
 
 
 class Clock(Protocol):
@@ -96,3 +97,15 @@ class FakeClock:
     def sleeping(self) -> int:
         """How many sleepers wait (test helper)."""
         return sum(1 for _, _, f in self._sleepers if not f.done())
+
+
+async def sleep_until_or(clock: Clock, deadline: float, wake: Awaitable[object]) -> None:
+    """Sleep until ``deadline`` on ``clock``, or less if ``wake`` completes first; both are cancelled."""
+    timer = asyncio.ensure_future(clock.sleep_until(deadline))
+    woken = asyncio.ensure_future(wake)
+    try:
+        await asyncio.wait((timer, woken), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in (timer, woken):
+            t.cancel()
+        await asyncio.gather(timer, woken, return_exceptions=True)

@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from deploy_code.clock import sleep_until_or
 from deploy_code.health.cadence import next_delay
 from deploy_code.health.result import ProbeResult, short
 
@@ -119,14 +120,7 @@ class ProbeRunner:
         if hint is None:
             await self.clock.sleep_until(self.clock.now() + delay)
             return
-        timer = asyncio.ensure_future(self.clock.sleep_until(self.clock.now() + delay))
-        woken = asyncio.ensure_future(hint())
-        try:
-            await asyncio.wait((timer, woken), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for t in (timer, woken):
-                t.cancel()
-            await asyncio.gather(timer, woken, return_exceptions=True)
+        await sleep_until_or(self.clock, self.clock.now() + delay, hint())
 
     async def _attempt(self) -> ProbeResult:
         start = self.clock.now()

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploy_code.clock import Clock, SystemClock
+from deploy_code.clock import Clock, SystemClock, sleep_until_or
 from deploy_code.config import InterpolationContext, Project, ServiceAddress
 from deploy_code.errors import DeployCodeError, ErrorCode, PlacementError, SupervisionError
 from deploy_code.events import DeploymentFinished, Event, EventSink, ReplicaState
@@ -340,22 +340,11 @@ class Orchestrator:
                     return False
                 for r in todo:
                     r._set(ReplicaState.PENDING, f"waiting for resources ({left:.0f}s left): {exc.message}")
-                await self._wait_for_capacity(deadline)
+                await sleep_until_or(self.clock, deadline, self._freed.wait())
                 continue
             for r in todo:
                 r.booked = True
             return True
-
-    async def _wait_for_capacity(self, deadline: float) -> None:
-        freed = self._freed
-        timer = asyncio.ensure_future(self.clock.sleep_until(deadline))
-        woken = asyncio.ensure_future(freed.wait())
-        try:
-            await asyncio.wait((timer, woken), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for t in (timer, woken):
-                t.cancel()
-            await asyncio.gather(timer, woken, return_exceptions=True)
 
     def _unbook(self, rep: Replica) -> None:
         """Give a replica's resources back and wake whoever waits for capacity."""
