@@ -119,7 +119,29 @@ def check(project: Project, capacity: Resources) -> list[Diagnostic]:
     except DeployCodeError as exc:
         diags.extend(exc.diagnostics)
     diags.extend(_fit_diagnostics(project, capacity))
+    diags.extend(_pool_diagnostics(project, capacity))
     return diags
+
+
+def _pool_diagnostics(project: Project, capacity: Resources) -> list[Diagnostic]:
+    """A top-level pool larger than what the machine offers can never be filled: E004."""
+    out: list[Diagnostic] = []
+    for name, pool in project.spec.pools.items():
+        if pool.parent is not None:
+            continue  # checked against its parent when the file loaded
+        for dim, want in pool.quotas().items():
+            have = getattr(capacity, dim)
+            if want > have:
+                out.append(
+                    Diagnostic(
+                        ErrorCode.E004,
+                        f"pool {name!r} has {_num(want)} {_RESOURCE_UNITS[dim]} of {dim}, "
+                        f"but the machine offers {_num(have)}{_kept(project, dim)}",
+                        project.locate("pools", name, dim),
+                        "lower the pool's quota, or raise settings.capacity",
+                    )
+                )
+    return out
 
 
 def plan(

@@ -224,6 +224,7 @@ class Orchestrator:
                 orphan.close()
             self._orphans.clear()
         try:
+            self._add_pools()
             self.plan = plan(
                 self.project,
                 self.ledger.capacity,
@@ -328,7 +329,7 @@ class Orchestrator:
         deadline = self.clock.now() + spec.timeouts.schedule
         while True:
             try:
-                self.ledger.allocate_batch([(r.id, r.resources) for r in todo])
+                self.ledger.allocate_batch([(r.id, r.resources) for r in todo], pool=spec.pool)
             except PlacementError as exc:
                 left = deadline - self.clock.now()
                 if left <= 0:
@@ -345,6 +346,30 @@ class Orchestrator:
             for r in todo:
                 r.booked = True
             return True
+
+    def _add_pools(self) -> None:
+        """Create the file's pools in the ledger, parents first. A pool the node cannot hold is E004."""
+        pools = self.project.spec.pools
+        added: set[str] = set()
+
+        def add(name: str) -> None:
+            if name in added:
+                return
+            parent = pools[name].parent
+            if parent is not None:
+                add(parent)
+            try:
+                self.ledger.add_pool(name, pools[name].quotas(), parent)
+            except ValueError as exc:
+                raise PlacementError(
+                    f"pool {name!r}: {exc}",
+                    location=self.project.locate("pools", name),
+                    hint="lower the pool's quota, or raise settings.capacity / lower settings.headroom",
+                ) from None
+            added.add(name)
+
+        for name in pools:  # the config layer rejected unknown parents and cycles
+            add(name)
 
     def _unbook(self, rep: Replica) -> None:
         """Give a replica's resources back and wake whoever waits for capacity."""
@@ -518,6 +543,7 @@ class Orchestrator:
                 "capacity": self.ledger.capacity.to_dict(),
                 "allocated": self.ledger.allocated.to_dict(),
                 "source": self.capacity.source,
+                "pools": self.ledger.snapshot().get("pools", {}),
             },
             "ports": {"in_use": self.ports.in_use, "range": self.settings.port_range},
         }

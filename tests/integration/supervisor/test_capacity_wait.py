@@ -77,3 +77,64 @@ def test_no_room_within_the_schedule_timeout_is_e004(deployment: Deployment) -> 
     assert doc["services"]["big"]["state"] == "ready"
     assert doc["services"]["bigger"]["replicas"][0]["state"] == "failed"
     assert doc["resources"]["allocated"]["memory_mb"] == 700
+
+
+def test_a_pool_quota_makes_its_services_take_turns(deployment: Deployment) -> None:
+    # The machine has room for both; the pool has room for one at a time.
+    deployment.write(
+        """\
+        pools:
+          batch: {memory_mb: 1000}
+        services:
+          first:
+            command: [sh, -c, "sleep 1.5"]
+            pool: batch
+            resources: {memory_mb: 700}
+            restart: {policy: "no"}
+          second:
+            command: [sleep, "60"]
+            pool: batch
+            resources: {memory_mb: 700}
+            health: {min_uptime: 0}
+          outside:
+            command: [sleep, "60"]
+            resources: {memory_mb: 700}
+            health: {min_uptime: 0}
+        """
+    )
+    proc = deployment.foreground()
+    reasons: set[str] = set()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        res = deployment.cli("status", "--format", "json")
+        if res.returncode == 0:
+            doc = json.loads(res.stdout)
+            rep = doc["services"]["second"]["replicas"][0]
+            reasons.add(rep["reason"])
+            if rep["state"] == "ready":
+                break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("second never became ready")
+    assert any("pool 'batch'" in r and "waiting for resources" in r for r in reasons), reasons
+    doc = _status(deployment)
+    assert doc["services"]["outside"]["state"] == "ready"
+    pool = doc["resources"]["pools"]["batch"]
+    assert pool["allocated"]["memory_mb"] == 700
+    assert deployment.cli("down", check=True).returncode == 0
+    proc.wait(timeout=20)
+
+
+def test_a_pool_larger_than_the_machine_is_e004_at_validate(deployment: Deployment) -> None:
+    deployment.write(
+        """\
+        settings: {capacity: {cpu_cores: 2}, headroom: {memory_mb: 0}}
+        pools:
+          batch: {cpu_cores: 8}
+        services:
+          a: {command: [sleep, "1"], pool: batch}
+        """
+    )
+    res = deployment.cli("validate")
+    assert res.returncode != 0
+    assert "E004" in res.stderr and "pool 'batch'" in res.stderr and "deploy-code.yaml:3:" in res.stderr
