@@ -14,6 +14,7 @@ __all__ = [
     "DeploymentFinished",
     "Event",
     "EventSink",
+    "LeaseExpired",
     "ProbeFailed",
     "ReplicaExited",
     "ReplicaState",
@@ -100,7 +101,19 @@ class DeploymentFinished:
     kind: str = field(default="deployment.finished", init=False)
 
 
-Event = ReplicaTransitioned | ReplicaExited | ProbeFailed | DeploymentFinished
+@dataclass(frozen=True, slots=True)
+class LeaseExpired:
+    """The reaper freed a booking whose lease nobody renewed (``owner`` is ``service.index``)."""
+
+    owner: str
+    service: str
+    resources: dict[str, float]
+    expired_at: float  # monotonic expiry of the lease
+    at: float  # wall time of the reap
+    kind: str = field(default="lease.expired", init=False)
+
+
+Event = ReplicaTransitioned | ReplicaExited | ProbeFailed | DeploymentFinished | LeaseExpired
 
 
 class EventSink(Protocol):

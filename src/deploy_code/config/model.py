@@ -362,6 +362,9 @@ class Settings(_Strict):
     log_max_size: Annotated[int, BeforeValidator(parse_size_bytes), WithJsonSchema(_SIZE_SCHEMA)] = 10 * 2**20
     log_backups: int = Field(default=3, ge=0, le=100)
     port_quarantine: Duration = 2.0
+    # Every booking is a lease of this length, renewed by the orchestrator while its replica's task
+    # lives; a lease nobody renews (a task that died without releasing) is reaped, with an event.
+    lease_ttl: Duration = Field(default=30.0, gt=0)
     capacity: CapacitySpec = CapacitySpec()
     # Kept back for the system and the orchestrator itself: never booked by services.
     headroom: ResourcesSpec = ResourcesSpec(memory_mb=256)

@@ -20,7 +20,7 @@ from pathlib import Path
 from deploy_code.clock import Clock, SystemClock, sleep_until_or
 from deploy_code.config import InterpolationContext, Project, ServiceAddress
 from deploy_code.errors import DeployCodeError, ErrorCode, PlacementError, SupervisionError
-from deploy_code.events import DeploymentFinished, Event, EventSink, ReplicaState
+from deploy_code.events import DeploymentFinished, Event, EventSink, LeaseExpired, ReplicaState
 from deploy_code.health import HttpClientFactory, ListenWatcher
 from deploy_code.ports import PortAllocator
 from deploy_code.resources import Ledger
@@ -259,10 +259,12 @@ class Orchestrator:
                 if not self.services:
                     self._outcome.set_result(DeployOutcome("ready", 0.0))
                 outcome_task = tg.create_task(self._report(on_outcome))
+                leases_task = tg.create_task(self._keep_leases(), name="leases")
                 await self._shutdown.wait()
                 self.phase = "stopping"
                 await self._stop_all(self._down_timeout)
                 outcome_task.cancel()
+                leases_task.cancel()
                 for task in tuple(self._tasks):
                     task.cancel()
         finally:
@@ -329,7 +331,12 @@ class Orchestrator:
         deadline = self.clock.now() + spec.timeouts.schedule
         while True:
             try:
-                self.ledger.allocate_batch([(r.id, r.resources) for r in todo], pool=spec.pool)
+                self.ledger.allocate_batch(
+                    [(r.id, r.resources) for r in todo],
+                    pool=spec.pool,
+                    ttl=self.settings.lease_ttl,
+                    now=self.clock.now(),
+                )
             except PlacementError as exc:
                 left = deadline - self.clock.now()
                 if left <= 0:
@@ -346,6 +353,43 @@ class Orchestrator:
             for r in todo:
                 r.booked = True
             return True
+
+    async def _keep_leases(self) -> None:
+        """Renew the lease of every booking whose replica task is alive; reap the rest.
+
+        Runs every third of ``settings.lease_ttl``, so a live owner renews twice before its lease
+        could lapse. A booking whose task ended without releasing it (a bug, or a task cancelled
+        while its process ran) is not renewed: the reaper frees it and publishes ``LeaseExpired``.
+        """
+        period = self.settings.lease_ttl / 3
+        while True:
+            await self.clock.sleep_until(self.clock.now() + period)
+            self.renew_and_reap()
+
+    def renew_and_reap(self) -> list[str]:
+        """One pass of the lease keeper (see ``_keep_leases``). Returns the owners reaped."""
+        now = self.clock.now()
+        for svc in self.services.values():
+            for rep in svc.replicas.values():
+                if rep.booked and rep.task is not None and not rep.task.done():
+                    # KeyError: lapsed before this pass (the loop was starved); reaped below.
+                    with contextlib.suppress(KeyError):
+                        self.ledger.renew(rep.id, now)
+        reaped = self.ledger.cluster.reap(now)
+        wall = self.clock.wall_time()
+        for lease in reaped:
+            service, _, index = lease.owner.rpartition(".")
+            owner_svc = self.services.get(service)
+            if owner_svc is not None and index.isdigit() and int(index) in owner_svc.replicas:
+                owner_svc.replicas[int(index)].booked = False
+            log.warning("lease of %s expired unrenewed: its booking is freed", lease.owner)
+            self.publish(
+                LeaseExpired(lease.owner, service, lease.request.to_dict(), lease.expires_at or now, wall)
+            )
+        if reaped:
+            self._freed.set()
+            self._freed = asyncio.Event()
+        return [lease.owner for lease in reaped]
 
     def _add_pools(self) -> None:
         """Create the file's pools in the ledger, parents first. A pool the node cannot hold is E004."""
