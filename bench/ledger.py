@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _docs import machine_line, write_section
 from deploy_code.errors import PlacementError
 from deploy_code.resources import BatchItem, Cluster
 from deploy_code.units import Resources
@@ -173,15 +174,13 @@ def main(argv: list[str] | None = None) -> int:
     cores = os.cpu_count()
     py = platform.python_version()
     impl = platform.python_implementation()
-    print(
+    out: list[str] = [
         f"Capacity engine, {args.nodes} nodes with nested pools; {ops:,} ops per run, median of "
-        f"{args.repeat}; {cores} cores, {impl} {py}\n"
-    )
-    print(
+        f"{args.repeat}; {cores} cores, {impl} {py}. {machine_line()}\n",
         "| threads | per-node CAS (ops/s) | one global lock (ops/s) | CAS / lock | CAS vs 1 thread "
-        "| lock vs 1 thread | CAS retries/run |"
-    )
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+        "| lock vs 1 thread | CAS retries/run |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
         cells = [
             f"{r['threads']:.0f}",
@@ -192,12 +191,21 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['lock_vs_1_thread']:.2f}",
             f"{r['cas_retries_per_run']:,.0f}",
         ]
-        print("| " + " | ".join(cells) + " |")
-    print(
-        "\nNotes: the GIL runs one thread's Python at a time, so no column can exceed ~1.0x its 1-thread "
-        "figure from parallelism; the ratios show what each scheme costs as threads contend. Retries are "
-        "failed compare-and-sets, each recomputed from the newer state."
+        out.append("| " + " | ".join(cells) + " |")
+    out.append(
+        "\nThe GIL runs one thread's Python at a time, so no column can exceed ~1.0x its 1-thread "
+        "figure from parallelism; the ratios show what each scheme costs as threads contend: a global "
+        "lock held across the whole computation makes threads queue on it, while the CAS engine holds "
+        "its per-node lock only for the version compare and pointer swap. Retries are failed "
+        "compare-and-sets, each recomputed from the newer state. The stress test "
+        "(`tests/stress/test_ledger_stress.py`: 8 threads x 100,000 random operations on 4 nodes with "
+        "nested pools) checks no over-commit at any level after every operation, no lost update, and "
+        "exactly zero after all releases."
     )
+    table = "\n".join(out)
+    print(table)
+    if not args.quick:
+        write_section("## Ledger throughput (`bench/ledger.py`)", table)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     doc = {
         "benchmark": "ledger",
