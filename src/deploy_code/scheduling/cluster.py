@@ -129,6 +129,31 @@ class SimNode:
         f[3] -= req[3]
         self.services[service] = self.services.get(service, 0) + 1
 
+    def record(self, service: str) -> None:
+        """Record one replica of ``service`` without taking any capacity (constraint-only placement).
+
+        Args:
+            service: the service key (``owner/service``).
+        """
+        self.services[service] = self.services.get(service, 0) + 1
+
+    def forget(self, service: str) -> None:
+        """Forget one replica of ``service`` without giving capacity back (undoes :meth:`record`).
+
+        Args:
+            service: the service key, as recorded.
+
+        Raises:
+            ValueError: no replica of ``service`` is on this node.
+        """
+        count = self.services.get(service, 0)
+        if count <= 0:
+            raise ValueError(f"no replica of {service} on node {self.id}")
+        if count == 1:
+            del self.services[service]
+        else:
+            self.services[service] = count - 1
+
     def release(self, req: Vector, service: str) -> None:
         """Give ``req`` back and forget one replica of ``service``.
 

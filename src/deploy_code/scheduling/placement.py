@@ -20,6 +20,7 @@ from deploy_code.scheduling.cluster import DIMENSIONS, NodeId, SimCluster, SimNo
 from deploy_code.units import Resources
 
 __all__ = [
+    "Affinity",
     "AntiAffinity",
     "BinPack",
     "FilterPlugin",
@@ -54,6 +55,7 @@ class PlacementRequest:
         resources: what one replica needs.
         node_labels: labels a node must carry with exactly these values.
         anti_affinity: services (same owner) that must not share a node with this replica (hard).
+        affinity: services (same owner) that must each already have a replica on the node (hard).
         preferred_affinity: services (same owner) this replica would like to share a node with (soft).
         spread: spread the replicas of this service over nodes instead of bin-packing them.
     """
@@ -65,6 +67,7 @@ class PlacementRequest:
     anti_affinity: frozenset[str] = frozenset()
     preferred_affinity: frozenset[str] = frozenset()
     spread: bool = False
+    affinity: frozenset[str] = frozenset()
 
     @property
     def key(self) -> str:
@@ -82,6 +85,9 @@ class PreparedRequest:
         key: the service key, ``owner/service``.
         anti_keys: anti-affinity service keys.
         preferred_keys: preferred-affinity service keys.
+        affinity_keys: required-affinity service keys.
+        reserve_resources: whether the scheduler takes the resources from the chosen node; when
+            ``False`` resource filters compare with the node's total capacity, not its free capacity.
     """
 
     request: PlacementRequest
@@ -89,13 +95,16 @@ class PreparedRequest:
     key: str
     anti_keys: frozenset[str]
     preferred_keys: frozenset[str]
+    affinity_keys: frozenset[str] = frozenset()
+    reserve_resources: bool = True
 
     @classmethod
-    def of(cls, request: PlacementRequest) -> PreparedRequest:
+    def of(cls, request: PlacementRequest, *, reserve_resources: bool = True) -> PreparedRequest:
         """Derive the prepared form of ``request``.
 
         Args:
             request: the request.
+            reserve_resources: see the class attribute of the same name.
 
         Returns:
             The prepared request.
@@ -110,6 +119,8 @@ class PreparedRequest:
             request.key,
             frozenset(f"{owner}/{s}" for s in request.anti_affinity),
             frozenset(f"{owner}/{s}" for s in request.preferred_affinity),
+            frozenset(f"{owner}/{s}" for s in request.affinity),
+            reserve_resources,
         )
 
 
@@ -153,7 +164,11 @@ class ScorePlugin(Protocol):
 
 
 class ResourceFit:
-    """Filter: the request fits the node's free capacity in every dimension."""
+    """Filter: the request fits the node's free capacity in every dimension.
+
+    When the request is prepared with ``reserve_resources=False`` it is compared with the node's total
+    capacity instead: a replica larger than the node is rejected, the sum of replicas is not limited.
+    """
 
     name = "resource-fit"
 
@@ -169,6 +184,22 @@ class ResourceFit:
         """
         c, m, s, g = req.vec
         rc, rm, rs, rg = (f"insufficient {d}" for d in DIMENSIONS)
+
+        if not req.reserve_resources:
+
+            def check_total(node: SimNode) -> str | None:
+                t = node.cap
+                if t[1] < m:
+                    return rm
+                if t[0] < c:
+                    return rc
+                if t[2] < s:
+                    return rs
+                if t[3] < g:
+                    return rg
+                return None
+
+            return check_total
 
         def check(node: SimNode) -> str | None:
             f = node.free
@@ -239,6 +270,35 @@ class AntiAffinity:
                 for key, reason in anti:
                     if key in services:
                         return reason
+            return None
+
+        return check
+
+
+class Affinity:
+    """Filter: a replica of every required-affinity service is already on the node (hard)."""
+
+    name = "affinity"
+
+    def prepare(self, req: PreparedRequest, cluster: SimCluster) -> NodeCheck | None:
+        """Build the affinity check (reason ``affinity: SERVICE not on node``, first missing service).
+
+        Args:
+            req: the prepared request.
+            cluster: unused.
+
+        Returns:
+            The check, or ``None`` when the request requires no services.
+        """
+        wanted = [(k, f"affinity: {k.split('/', 1)[1]} not on node") for k in sorted(req.affinity_keys)]
+        if not wanted:
+            return None
+
+        def check(node: SimNode) -> str | None:
+            services = node.services
+            for key, reason in wanted:
+                if key not in services:
+                    return reason
             return None
 
         return check
@@ -352,8 +412,8 @@ class PreferredAffinity:
 
 
 def default_filters() -> list[FilterPlugin]:
-    """The default filters, cheapest-rejecting first: ``ResourceFit``, ``NodeLabels``, ``AntiAffinity``."""
-    return [ResourceFit(), NodeLabels(), AntiAffinity()]
+    """The default filters, cheapest-rejecting first: resource fit, labels, anti-affinity, affinity."""
+    return [ResourceFit(), NodeLabels(), AntiAffinity(), Affinity()]
 
 
 def default_scorers() -> list[ScorePlugin]:
@@ -376,6 +436,10 @@ class Scheduler:
         scorers: score plugins; a node's score is the weighted sum.
         sample: stop after this many feasible nodes (``k``, Nomad-style limit); at least 1.
         cluster: the cluster to place on (its nodes' free capacity is mutated).
+        reserve_resources: when ``False``, place by constraints only: ``ResourceFit`` compares with
+            each node's total capacity, and placing records the service on the node (for affinity,
+            anti-affinity and spread) without taking its resources; ``release`` only forgets it.
+            For a one-node planner whose resources are booked elsewhere (a ledger).
 
     Raises:
         ValueError: ``sample`` is less than 1.
@@ -388,6 +452,7 @@ class Scheduler:
         sample: int = 16,
         *,
         cluster: SimCluster,
+        reserve_resources: bool = True,
     ) -> None:
         if sample < 1:
             raise ValueError(f"sample must be at least 1, got {sample}")
@@ -395,10 +460,11 @@ class Scheduler:
         self.scorers = list(scorers)
         self.sample = sample
         self.cluster = cluster
+        self.reserve_resources = reserve_resources
         self._offset = 0
 
     def place(self, request: PlacementRequest) -> NodeId:
-        """Place one replica and reserve its resources.
+        """Place one replica and reserve its resources (only record it without ``reserve_resources``).
 
         Args:
             request: the replica to place.
@@ -410,7 +476,7 @@ class Scheduler:
             PlacementError: no node passes every filter (E004); the message counts rejections per reason.
             ValueError: the request has a negative resource.
         """
-        return self._place(PreparedRequest.of(request)).id
+        return self._place(PreparedRequest.of(request, reserve_resources=self.reserve_resources)).id
 
     def _place(self, req: PreparedRequest) -> SimNode:
         cluster = self.cluster
@@ -453,7 +519,10 @@ class Scheduler:
                     if total > best_score:
                         best_score = total
                         best = node
-        best.reserve(req.vec, req.key)
+        if req.reserve_resources:
+            best.reserve(req.vec, req.key)
+        else:
+            best.record(req.key)
         return best
 
     @staticmethod
@@ -462,7 +531,7 @@ class Scheduler:
         detail = f": {parts}" if parts else ""
         return PlacementError(
             f"cannot place {req.key}: 0 of {n} nodes fit{detail}",
-            hint="add nodes, relax node_labels or anti_affinity, or lower the request",
+            hint="add nodes, relax node_labels, affinity or anti_affinity, or lower the request",
         )
 
     def place_batch(self, requests: Iterable[PlacementRequest]) -> list[NodeId]:
@@ -480,20 +549,24 @@ class Scheduler:
         """
         done: list[_Reservation] = []
         offset = self._offset
+        reserve = self.reserve_resources
         try:
             for request in requests:
-                req = PreparedRequest.of(request)
+                req = PreparedRequest.of(request, reserve_resources=reserve)
                 node = self._place(req)
                 done.append(_Reservation(node, req.vec, req.key))
         except (PlacementError, ValueError):
             for r in reversed(done):
-                r.node.release(r.vec, r.key)
+                if reserve:
+                    r.node.release(r.vec, r.key)
+                else:
+                    r.node.forget(r.key)
             self._offset = offset
             raise
         return [r.node.id for r in done]
 
     def release(self, node_id: NodeId, request: PlacementRequest) -> None:
-        """Give back one replica of ``request`` placed on ``node_id``.
+        """Give back one replica placed on ``node_id``; without ``reserve_resources``, only forget it.
 
         Args:
             node_id: where it was placed.
@@ -503,5 +576,9 @@ class Scheduler:
             KeyError: no such node.
             ValueError: no replica of this service is on the node.
         """
-        req = PreparedRequest.of(request)
-        self.cluster.node(node_id).release(req.vec, req.key)
+        node = self.cluster.node(node_id)
+        if self.reserve_resources:
+            req = PreparedRequest.of(request)
+            node.release(req.vec, req.key)
+        else:
+            node.forget(request.key)

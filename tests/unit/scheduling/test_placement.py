@@ -9,12 +9,14 @@ import pytest
 from deploy_code.errors import ErrorCode, PlacementError
 from deploy_code.scheduling.cluster import NodeId, SimCluster, SimNode
 from deploy_code.scheduling.placement import (
+    Affinity,
     AntiAffinity,
     BinPack,
     FilterPlugin,
     NodeLabels,
     PlacementRequest,
     PreferredAffinity,
+    PreparedRequest,
     ResourceFit,
     Scheduler,
     ScorePlugin,
@@ -38,7 +40,7 @@ def req(service: str = "web", cpu: float = 1, mem: float = 1024, **kw: object) -
 
 
 def test_plugins_satisfy_protocols() -> None:
-    assert all(isinstance(f, FilterPlugin) for f in (ResourceFit(), NodeLabels(), AntiAffinity()))
+    assert all(isinstance(f, FilterPlugin) for f in (ResourceFit(), NodeLabels(), AntiAffinity(), Affinity()))
     assert all(isinstance(s, ScorePlugin) for s in (BinPack(), Spread(), PreferredAffinity()))
 
 
@@ -164,3 +166,87 @@ def test_generate_is_heterogeneous_and_seeded() -> None:
     assert [(n.cap, n.labels) for n in a] == [(n.cap, n.labels) for n in b]
     assert len({n.cap for n in a}) > 1
     assert {n.labels["zone"] for n in a} == {"us-east", "us-west", "eu"}
+
+
+def test_affinity_requires_every_service() -> None:
+    s = sched([node(i, cpu=8, mem=8192) for i in range(4)], sample=1)
+    db = s.place(req("db"))
+    cache = s.place(req("cache"))
+    assert db != cache
+    for _ in range(3):
+        assert s.place(req("web", affinity=frozenset({"db"}))) == db
+    with pytest.raises(PlacementError, match="affinity: cache not on node") as exc:
+        s.place(req("api", affinity=frozenset({"db", "cache", "zzz"})))
+    # Missing services are reported in name order: "cache" before "db", "zzz" last.
+    assert "3 affinity: cache not on node, 1 affinity: db not on node" in exc.value.message
+
+
+def test_affinity_is_per_owner_and_in_defaults() -> None:
+    assert [type(f) for f in default_filters()][-2:] == [AntiAffinity, Affinity]
+    assert Affinity().prepare(PreparedRequest.of(req()), SimCluster([])) is None
+    s = sched([node(0), node(1)])
+    s.place(req("db"))
+    other = PlacementRequest("q", "web", Resources(cpu_cores=1), affinity=frozenset({"db"}))
+    with pytest.raises(PlacementError, match="0 of 2 nodes fit: 2 affinity: db not on node"):
+        s.place(other)
+
+
+def test_affinity_with_anti_affinity_and_batch_rollback() -> None:
+    s = sched([node(0), node(1)])
+    db = s.place(req("db"))
+    ids = s.place_batch([req("web", affinity=frozenset({"db"})), req("x", anti_affinity=frozenset({"db"}))])
+    assert ids[0] == db and ids[1] != db
+    with pytest.raises(PlacementError):
+        s.place_batch([req("a", affinity=frozenset({"db"})), req("b", affinity=frozenset({"nope"}))])
+    assert s.cluster.node(db).services == {"p/db": 1, "p/web": 1}
+
+
+def test_without_reserving_only_constraints_apply() -> None:
+    cluster = SimCluster([node(0, cpu=2, mem=2048), node(1, cpu=2, mem=2048)])
+    s = Scheduler(default_filters(), default_scorers(), cluster=cluster, reserve_resources=False)
+    # Ten replicas of 2 CPUs fit by constraints: nothing is subtracted.
+    ids = [s.place(req(f"s{i}", cpu=2, mem=2048)) for i in range(10)]
+    assert all(list(n.free) == list(n.cap) for n in cluster)
+    assert sum(sum(n.services.values()) for n in cluster) == 10
+    # A replica larger than every node is still rejected, against total capacity.
+    with pytest.raises(PlacementError, match="2 insufficient cpu_cores"):
+        s.place(req("big", cpu=3, mem=1024))
+    # Anti-affinity and affinity see recorded services.
+    assert s.place(req("n", anti_affinity=frozenset({"s0"}))) != ids[0]
+    assert s.place(req("w", affinity=frozenset({"s0"}))) == ids[0]
+    # Release only forgets the service.
+    s.release(ids[0], req("s0", cpu=2, mem=2048))
+    assert "p/s0" not in cluster.node(ids[0]).services
+    assert all(list(n.free) == list(n.cap) for n in cluster)
+    with pytest.raises(ValueError, match="no replica of p/s0"):
+        s.release(ids[0], req("s0", cpu=2, mem=2048))
+
+
+def test_without_reserving_batch_rollback_forgets() -> None:
+    cluster = SimCluster([node(0, cpu=2)])
+    s = Scheduler(default_filters(), default_scorers(), cluster=cluster, reserve_resources=False)
+    s.place(req("a", cpu=2))
+    with pytest.raises(PlacementError):
+        s.place_batch([req("b", cpu=2), req("c", cpu=2), req("d", cpu=5)])
+    assert cluster.node(NodeId("n0")).services == {"p/a": 1}
+    assert list(cluster.node(NodeId("n0")).free) == list(cluster.node(NodeId("n0")).cap)
+    assert len(s.place_batch([req("b", cpu=2), req("c", cpu=2)])) == 2
+
+
+def test_spread_counts_recorded_replicas_without_reserving() -> None:
+    cluster = SimCluster([node(i, cpu=16, mem=65536) for i in range(3)])
+    s = Scheduler(default_filters(), default_scorers(), cluster=cluster, reserve_resources=False)
+    chosen = [s.place(req("web", spread=True)) for _ in range(6)]
+    assert sorted(chosen.count(n) for n in set(chosen)) == [2, 2, 2]
+
+
+def test_record_and_forget() -> None:
+    n = node(0)
+    n.record("p/a")
+    n.record("p/a")
+    assert n.services == {"p/a": 2} and n.used == (0, 0, 0, 0)
+    n.forget("p/a")
+    n.forget("p/a")
+    assert n.services == {}
+    with pytest.raises(ValueError):
+        n.forget("p/a")
