@@ -1,0 +1,1 @@
+"""Metrics: prometheus_client collectors that read live state at scrape time, bounded history rings."""
