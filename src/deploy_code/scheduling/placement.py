@@ -480,33 +480,73 @@ class Scheduler:
 
     def _place(self, req: PreparedRequest) -> SimNode:
         cluster = self.cluster
-        checks = [c for c in (f.prepare(req, cluster) for f in self.filters) if c is not None]
         nodes = cluster.nodes
         n = len(nodes)
         k = self.sample
+        # A plain ``ResourceFit`` against free capacity is evaluated inline (same verdict); the other
+        # filters run as prepared. Rejections are not counted on this path: a node passes only when
+        # every filter passes, whatever their order, and the counts are needed only when nothing is
+        # feasible, in which case ``_error`` walks every node again with the filters in order.
+        inline = req.reserve_resources
+        checks: list[NodeCheck] = []
+        for plugin in self.filters:
+            if inline and type(plugin) is ResourceFit:
+                continue
+            check = plugin.prepare(req, cluster)
+            if check is not None:
+                checks.append(check)
+        if inline:
+            c, m, st, g = req.vec
+        else:
+            c = m = st = g = 0
         feasible: list[SimNode] = []
-        rejected: dict[str, int] = {}
+        add = feasible.append
         start = self._offset if self._offset < n else 0
-        i = start
-        examined = 0
-        while examined < n:
-            node = nodes[i]
-            i += 1
-            if i == n:
-                i = 0
-            examined += 1
-            for check in checks:
-                reason = check(node)
-                if reason is not None:
-                    rejected[reason] = rejected.get(reason, 0) + 1
-                    break
+        stop = -1
+        for lo, hi in ((start, n), (0, start)):
+            if not checks:
+                for i in range(lo, hi):
+                    node = nodes[i]
+                    f = node.free
+                    if f[1] < m or f[0] < c or f[2] < st or f[3] < g:
+                        continue
+                    add(node)
+                    if len(feasible) >= k:
+                        stop = i
+                        break
+            elif len(checks) == 1:
+                only = checks[0]
+                for i in range(lo, hi):
+                    node = nodes[i]
+                    f = node.free
+                    if f[1] < m or f[0] < c or f[2] < st or f[3] < g or only(node) is not None:
+                        continue
+                    add(node)
+                    if len(feasible) >= k:
+                        stop = i
+                        break
             else:
-                feasible.append(node)
-                if len(feasible) >= k:
-                    break
+                for i in range(lo, hi):
+                    node = nodes[i]
+                    f = node.free
+                    if f[1] < m or f[0] < c or f[2] < st or f[3] < g:
+                        continue
+                    for check in checks:
+                        if check(node) is not None:
+                            break
+                    else:
+                        add(node)
+                        if len(feasible) >= k:
+                            stop = i
+                            break
+            if stop >= 0:
+                break
         if not feasible:
-            raise self._error(req, n, rejected)
-        self._offset = i
+            raise self._error(req, nodes, start)
+        if stop >= 0:
+            self._offset = stop + 1 if stop + 1 < n else 0
+        else:
+            self._offset = start
         best = feasible[0]
         if len(feasible) > 1:
             scores = [(s.weight, fn) for s in self.scorers if (fn := s.prepare(req, cluster)) is not None]
@@ -525,8 +565,16 @@ class Scheduler:
             best.record(req.key)
         return best
 
-    @staticmethod
-    def _error(req: PreparedRequest, n: int, rejected: dict[str, int]) -> PlacementError:
+    def _error(self, req: PreparedRequest, nodes: list[SimNode], start: int) -> PlacementError:
+        checks = [c for c in (f.prepare(req, self.cluster) for f in self.filters) if c is not None]
+        rejected: dict[str, int] = {}
+        for node in nodes[start:] + nodes[:start]:
+            for check in checks:
+                reason = check(node)
+                if reason is not None:
+                    rejected[reason] = rejected.get(reason, 0) + 1
+                    break
+        n = len(nodes)
         parts = ", ".join(f"{count} {reason}" for reason, count in Counter(rejected).most_common())
         detail = f": {parts}" if parts else ""
         return PlacementError(
