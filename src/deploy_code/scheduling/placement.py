@@ -340,7 +340,12 @@ class BinPack:
         c, m = req.vec[0], req.vec[1]
 
         def score(node: SimNode) -> float:
-            return _utilisation_after(node, c, m)
+            # _utilisation_after, inlined: this runs for every sampled node.
+            cap, free = node.cap, node.free
+            cc, cm = cap[0], cap[1]
+            uc = (cc - free[0] + c) / cc if cc else 1.0
+            um = (cm - free[1] + m) / cm if cm else 1.0
+            return (uc + um) / 2
 
         return score
 
@@ -421,6 +426,9 @@ def default_scorers() -> list[ScorePlugin]:
     return [BinPack(1.0), Spread(1.0), PreferredAffinity(0.5)]
 
 
+_PREPARED_CACHE = 4096
+
+
 @dataclass(slots=True)
 class _Reservation:
     node: SimNode
@@ -462,6 +470,7 @@ class Scheduler:
         self.cluster = cluster
         self.reserve_resources = reserve_resources
         self._offset = 0
+        self._prepared: dict[PlacementRequest, PreparedRequest] = {}
 
     def place(self, request: PlacementRequest) -> NodeId:
         """Place one replica and reserve its resources (only record it without ``reserve_resources``).
@@ -476,7 +485,21 @@ class Scheduler:
             PlacementError: no node passes every filter (E004); the message counts rejections per reason.
             ValueError: the request has a negative resource.
         """
-        return self._place(PreparedRequest.of(request, reserve_resources=self.reserve_resources)).id
+        return self._place(self._prepare(request)).id
+
+    def _prepare(self, request: PlacementRequest) -> PreparedRequest:
+        # Requests are immutable values and replicas of one service repeat them: memoise (bounded).
+        cache = self._prepared
+        try:
+            prepared = cache.get(request)
+        except TypeError:  # an unhashable field (e.g. a list passed as node_labels)
+            return PreparedRequest.of(request, reserve_resources=self.reserve_resources)
+        if prepared is None:
+            prepared = PreparedRequest.of(request, reserve_resources=self.reserve_resources)
+            if len(cache) >= _PREPARED_CACHE:
+                cache.clear()
+            cache[request] = prepared
+        return prepared
 
     def _place(self, req: PreparedRequest) -> SimNode:
         cluster = self.cluster
@@ -600,7 +623,7 @@ class Scheduler:
         reserve = self.reserve_resources
         try:
             for request in requests:
-                req = PreparedRequest.of(request, reserve_resources=reserve)
+                req = self._prepare(request)
                 node = self._place(req)
                 done.append(_Reservation(node, req.vec, req.key))
         except (PlacementError, ValueError):

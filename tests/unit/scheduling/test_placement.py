@@ -250,3 +250,42 @@ def test_record_and_forget() -> None:
     assert n.services == {}
     with pytest.raises(ValueError):
         n.forget("p/a")
+
+
+def test_inline_fit_matches_plugin_fit() -> None:
+    # A ResourceFit subclass is not inlined by the scheduler: both paths must choose the same nodes.
+    class PluginFit(ResourceFit):
+        pass
+
+    def run(fit: ResourceFit) -> list[NodeId | str]:
+        cluster = SimCluster.generate(60, seed=5)
+        filters = [fit, NodeLabels(), AntiAffinity(), Affinity()]
+        s = Scheduler(filters, default_scorers(), 4, cluster=cluster)
+        rng = random.Random(2)
+        out: list[NodeId | str] = []
+        for i in range(2500):
+            labels = (("zone", rng.choice(["eu", "us-east"])),) if i % 5 == 0 else ()
+            anti = frozenset({f"s{(i + 1) % 30}"}) if i % 7 == 0 else frozenset()
+            r = req(
+                f"s{i % 30}",
+                cpu=rng.choice([0.5, 1, 2, 4]),
+                mem=rng.choice([512, 2048, 8192]),
+                node_labels=labels,
+                anti_affinity=anti,
+                spread=i % 11 == 0,
+            )
+            try:
+                out.append(s.place(r))
+            except PlacementError as e:
+                out.append(e.message)
+        return out
+
+    inline, plugin = run(ResourceFit()), run(PluginFit())
+    assert inline == plugin
+    assert any(not str(x).startswith("node-") for x in inline)
+
+
+def test_unhashable_request_still_placed() -> None:
+    s = sched([node(0, zone="eu")])
+    r = PlacementRequest("p", "w", Resources(cpu_cores=1), node_labels=[("zone", "eu")])  # type: ignore[arg-type]
+    assert s.place(r) == "n0"
