@@ -1,7 +1,9 @@
 """Benchmark the placement pipeline: placements/s and packing quality against first-fit-decreasing.
 
-Run: ``.venv/bin/python bench/placement.py`` (100,000 replicas onto 5,000 nodes) or ``--quick``
-(10,000 onto 500). Prints a Markdown table and writes ``bench/out/placement.json``.
+Run: ``.venv/bin/python bench/placement.py`` (100,000 replicas onto 5,000 nodes, k = 4, 16 and 64,
+three interleaved runs each, about two minutes) or ``--quick`` (10,000 onto 500). Prints a Markdown
+table; a full run writes ``bench/results/placement.json`` (``--json``) and rewrites the
+"## Placement" section of ``docs/benchmarks.md`` (``--no-docs`` to skip).
 
 Workload: heterogeneous nodes from ``SimCluster.generate``; replicas of many services asking for CPU
 and memory only (demand is about 120% of capacity, so placement must eventually fail); 20% of the
@@ -18,18 +20,21 @@ import argparse
 import gc
 import json
 import os
-import platform
 import random
+import statistics
 import sys
+import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
+from _docs import DOC, commit, cpu_model, machine_line, write_section
 from deploy_code.errors import PlacementError
 from deploy_code.scheduling.cluster import ZONES, SimCluster, Vector, to_units
 from deploy_code.scheduling.placement import PlacementRequest, Scheduler, default_filters, default_scorers
 from deploy_code.units import Resources
 
-OUT = Path(__file__).resolve().parent / "out" / "placement.json"
+OUT = Path(__file__).resolve().parent / "results" / "placement.json"
 TARGET_RATE = 10_000.0
 TARGET_QUALITY = 0.95
 
@@ -150,36 +155,140 @@ def run_ffd(n_nodes: int, reqs: list[PlacementRequest], seed: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark, print the table, write the JSON."""
+    """Run the benchmark, print the table, write the JSON and (full runs) the docs section."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    ap.add_argument("--quick", action="store_true", help="10,000 replicas onto 500 nodes")
+    ap.add_argument("--quick", action="store_true", help="10,000 replicas onto 500 nodes; docs untouched")
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--repeat", type=int, default=3, help="runs per k; the median rate counts")
+    ap.add_argument("--json", type=Path, default=None, help=f"where to write the JSON (default {OUT})")
+    ap.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md")
     args = ap.parse_args(argv)
     n_nodes, n_reqs = (500, 10_000) if args.quick else (5_000, 100_000)
     reqs = workload(n_reqs, args.seed)
+    t0 = time.perf_counter()
     ffd = run_ffd(n_nodes, reqs, args.seed)
+    ffd_seconds = time.perf_counter() - t0
+    ks = (4, 16, 64)
+    runs: dict[int, list[dict[str, float]]] = {k: [] for k in ks}
+    for rep in range(args.repeat):
+        # Interleaved, so that a slow spell of a shared machine does not fall on one k only.
+        for k in ks[rep % len(ks) :] + ks[: rep % len(ks)]:
+            runs[k].append(run_scheduler(n_nodes, reqs, k, args.seed))
+            print(f"run {rep + 1}/{args.repeat} k={k}: {runs[k][-1]['rate']:,.0f}/s", file=sys.stderr)
     rows = []
-    for k in (16, 4, 64):
-        r = run_scheduler(n_nodes, reqs, k, args.seed)
-        quality = r["share"] / ffd if ffd else 0.0
-        rows.append({"k": k, **r, "ffd_share": ffd, "quality": quality})
-    cores = os.cpu_count()
-    py = platform.python_version()
-    print(f"placement: {n_reqs:,} replicas onto {n_nodes:,} nodes; {cores} cores; Python {py}")
-    print()
-    print("| k | placed before 1st rejection | placements/s | >= 10,000 | packing vs FFD | >= 95% |")
-    print("|---|---|---|---|---|---|")
-    for row in rows:
-        rate_ok = "met" if row["rate"] >= TARGET_RATE else "MISSED"
-        q_ok = "met" if row["quality"] >= TARGET_QUALITY else "MISSED"
-        print(
-            f"| {row['k']} | {int(row['placed']):,} | {row['rate']:,.0f} | {rate_ok} "
-            f"| {row['quality'] * 100:.1f}% (share {row['share']:.3f} vs {ffd:.3f}) | {q_ok} |"
+    for k in ks:
+        rates = sorted(r["rate"] for r in runs[k])
+        last = runs[k][-1]
+        quality = last["share"] / ffd if ffd else 0.0
+        rows.append(
+            {
+                "k": k,
+                "placed": int(last["placed"]),
+                "rate": statistics.median(rates),
+                "rates": [round(r, 1) for r in (x["rate"] for x in runs[k])],
+                "share": last["share"],
+                "ffd_share": ffd,
+                "quality": quality,
+                "deterministic": len({(r["placed"], r["share"]) for r in runs[k]}) == 1,
+            }
         )
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    data = {"nodes": n_nodes, "replicas": n_reqs, "cores": cores, "python": sys.version, "rows": rows}
-    OUT.write_text(json.dumps(data, indent=2) + "\n")
+    table = render(rows, n_nodes, n_reqs, args.repeat, ffd, ffd_seconds)
+    print(table)
+    out = args.json or (None if args.quick else OUT)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        data = {
+            "benchmark": "placement",
+            "nodes": n_nodes,
+            "replicas": n_reqs,
+            "seed": args.seed,
+            "repeat": args.repeat,
+            "cores": os.cpu_count(),
+            "cpu": cpu_model(),
+            "python": sys.version,
+            "commit": commit(),
+            "date": time.strftime("%Y-%m-%d", time.gmtime()),
+            "targets": {"rate_at_k16": TARGET_RATE, "quality": TARGET_QUALITY},
+            "ffd_share": ffd,
+            "ffd_seconds": ffd_seconds,
+            "rows": rows,
+        }
+        out.write_text(json.dumps(data, indent=2) + "\n")
+        print(f"\nwrote {out}", file=sys.stderr)
+    if not args.quick and not args.no_docs:
+        ensure_section_after(HEADING, "## Pure core")
+        write_section(HEADING, table)
+        print(f"rewrote the {HEADING!r} section of {DOC}", file=sys.stderr)
     return 0
+
+
+HEADING = "## Placement (`bench/placement.py`)"
+
+
+def render(
+    rows: list[dict[str, Any]], n_nodes: int, n_reqs: int, repeat: int, ffd: float, ffd_s: float
+) -> str:
+    """The Markdown body of the docs section."""
+    yes = {True: "yes", False: "**no**"}
+    out = [
+        machine_line(),
+        "",
+        f"{n_reqs:,} replicas (CPU and memory, 20% with a `zone` label, demand about 120% of capacity) onto "
+        f"{n_nodes:,} heterogeneous simulated nodes with `default_filters()` / `default_scorers()`, placed "
+        "one by one until the first rejection. Rate: requests handled up to and including the first "
+        f"rejection per second of wall time, median of {repeat} interleaved runs (GC off while timed). "
+        "Packing: the CPU/memory share of the cluster placed before the first rejection, against "
+        "first-fit-decreasing (FFD) on the same input and nodes. The target applies to k = 16 (the default).",
+        "",
+        "| k (nodes sampled) | placed before 1st rejection | placements/s (median; runs) | ≥ 10,000/s "
+        "| packing vs FFD | ≥ 95% |",
+        "|---:|---:|---:|---|---:|---|",
+    ]
+    for row in rows:
+        runs = ", ".join(f"{r:,.0f}" for r in row["rates"])
+        target = row["k"] == 16
+        rate_met = yes[row["rate"] >= TARGET_RATE] if target else "(no target)"
+        out.append(
+            f"| {row['k']} | {row['placed']:,} | {row['rate']:,.0f} ({runs}) | {rate_met} "
+            f"| {row['quality'] * 100:.1f}% ({row['share']:.3f} vs {ffd:.3f}) "
+            f"| {yes[row['quality'] >= TARGET_QUALITY]} |"
+        )
+    out += [
+        "",
+        f"FFD (segment tree, sorted by share, nodes in id order) took {ffd_s:.2f} s for the same input. "
+        "Placement is deterministic for a seed, so the placed counts and packing are the same in every "
+        "run; only the rate varies. Packing above 100% means the scheduler gets further before its first "
+        "rejection than FFD, which places the largest requests first and meets its first rejection "
+        f"with {(1 - ffd) * 100:.0f}% of the cluster's CPU/memory still free.",
+        "",
+        "What made k = 16 meet the target (single runs while building it, same machine): the walk over "
+        "nodes checks a plain `ResourceFit` inline and counts rejection reasons only when nothing fits "
+        "(9.9k → 16.8k/s); `PreparedRequest` memoised per request value and `BinPack` computing "
+        "utilisation inline (→ 21.8k/s). Choices are unchanged (same placed counts). What remains is "
+        "mostly the walk itself: at k = 16 about 265 nodes are examined per placement on average "
+        "(17.2 million over the run), most of them rejected as full; a larger k walks further.",
+    ]
+    # Wrap the prose like the rest of docs/benchmarks.md; table rows stay on one line.
+    return "\n".join(
+        line
+        if line.startswith("|")
+        else textwrap.fill(line, 104, break_long_words=False, break_on_hyphens=False)
+        for line in out
+    )
+
+
+def ensure_section_after(heading: str, after_prefix: str, doc: Path = DOC) -> None:
+    """Insert an empty ``heading`` section after the section starting with ``after_prefix`` if missing."""
+    if not doc.exists():
+        return
+    lines = doc.read_text().splitlines(keepends=True)
+    if any(line.rstrip("\n") == heading for line in lines):
+        return
+    start = next((i for i, line in enumerate(lines) if line.startswith(after_prefix)), None)
+    if start is None:
+        return  # write_section appends it at the end
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    doc.write_text("".join([*lines[:end], heading + "\n", "\n", *lines[end:]]))
 
 
 if __name__ == "__main__":
