@@ -11,7 +11,10 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 __all__ = [
+    "AlertFired",
+    "AlertResolved",
     "DeploymentFinished",
+    "DeploymentStarted",
     "Event",
     "EventSink",
     "LeaseExpired",
@@ -113,7 +116,53 @@ class LeaseExpired:
     kind: str = field(default="lease.expired", init=False)
 
 
-Event = ReplicaTransitioned | ReplicaExited | ProbeFailed | DeploymentFinished | LeaseExpired
+@dataclass(frozen=True, slots=True)
+class DeploymentStarted:
+    """A deployment (``up``) began; its row in ``history`` stays open until ``DeploymentFinished``."""
+
+    name: str
+    at: float  # wall time
+    message: str = ""
+    kind: str = field(default="deployment.started", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertFired:
+    """An alert rule's condition became true for a service (``condition``: the rule's kind)."""
+
+    rule: str
+    service: str
+    condition: str  # down_for | restart_rate | memory_above_percent
+    message: str
+    value: float  # what was measured: seconds down, restarts in the window, memory percent
+    threshold: float
+    at: float  # wall time
+    kind: str = field(default="alert.fired", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertResolved:
+    """A fired alert's condition is no longer true (``duration_s``: how long it was firing)."""
+
+    rule: str
+    service: str
+    condition: str
+    message: str
+    duration_s: float
+    at: float  # wall time
+    kind: str = field(default="alert.resolved", init=False)
+
+
+Event = (
+    ReplicaTransitioned
+    | ReplicaExited
+    | ProbeFailed
+    | DeploymentStarted
+    | DeploymentFinished
+    | LeaseExpired
+    | AlertFired
+    | AlertResolved
+)
 
 
 class EventSink(Protocol):

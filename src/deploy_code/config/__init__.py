@@ -37,12 +37,15 @@ from deploy_code.config.model import (
     TcpCheck,
     TimeoutsSpec,
 )
+from deploy_code.config.observe import AlertRule, AlertsSpec, RestartRateSpec, RetentionSpec, WebhookSpec
 from deploy_code.config.project import Project
 from deploy_code.config.schema import json_schema
 from deploy_code.config.source import DataPath, SourceMap
 
 __all__ = [
     "DEFAULT_FILENAME",
+    "AlertRule",
+    "AlertsSpec",
     "BackoffSpec",
     "Condition",
     "DataPath",
@@ -58,13 +61,16 @@ __all__ = [
     "Reference",
     "ReferenceKind",
     "ResourcesSpec",
+    "RestartRateSpec",
     "RestartSpec",
+    "RetentionSpec",
     "ServiceAddress",
     "ServiceSpec",
     "Settings",
     "SourceMap",
     "TcpCheck",
     "TimeoutsSpec",
+    "WebhookSpec",
     "env_name",
     "json_schema",
     "load",

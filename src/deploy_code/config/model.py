@@ -389,6 +389,10 @@ class Settings(_Strict):
         return parse_port_range(self.port_range)
 
 
+# Imported here, not at the top: observe.py builds on _Strict and Duration defined above.
+from deploy_code.config.observe import AlertsSpec, RetentionSpec  # noqa: E402
+
+
 class ProjectSpec(_Strict):
     """The whole file."""
 
@@ -397,3 +401,5 @@ class ProjectSpec(_Strict):
     settings: Settings = Settings()
     pools: dict[Annotated[str, Field(pattern=NAME_RE)], PoolSpec] = Field(default_factory=dict)
     services: dict[Annotated[str, Field(pattern=NAME_RE)], ServiceSpec]
+    retention: RetentionSpec = RetentionSpec()  # bounds of the state store's tables
+    alerts: AlertsSpec = AlertsSpec()  # alert rules and their default webhook
