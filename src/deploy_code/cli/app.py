@@ -160,6 +160,7 @@ def plan(
                 {
                     "id": p.owner,
                     "service": p.service,
+                    "node": p.node,
                     "resources": p.resources.to_dict(),
                     "ports": dict(p.ports),
                     "depends_on": dict(project.spec.services[p.service].depends_on),
@@ -181,7 +182,7 @@ def plan(
                     deps = project.spec.services[name].depends_on
                     after = " after " + ", ".join(f"{d} {c}" for d, c in deps.items()) if deps else ""
                     out.write(
-                        f"  {p.owner:<24} cpu={res.cpu_cores:g} mem={res.memory_mb:g}MiB "
+                        f"  {p.owner:<24} node={p.node} cpu={res.cpu_cores:g} mem={res.memory_mb:g}MiB "
                         f"disk={res.storage_gb:g}GiB gpu={res.gpu_count} ports: {ports_txt}{after}\n"
                     )
         out.write("start order: " + " -> ".join(doc["start_order"]) + "\n")

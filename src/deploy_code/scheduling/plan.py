@@ -9,10 +9,22 @@ from deploy_code.config import Project
 from deploy_code.errors import ConfigError, DeployCodeError, Diagnostic, ErrorCode, PlacementError
 from deploy_code.graph import CycleError, DependencyGraph, build
 from deploy_code.ports import PortAllocator
-from deploy_code.resources import Ledger
+from deploy_code.resources import LOCAL_NODE, Ledger
+from deploy_code.scheduling.cluster import NodeId, SimCluster, SimNode
+from deploy_code.scheduling.placement import PlacementRequest, Scheduler, default_filters, default_scorers
 from deploy_code.units import Resources
 
-__all__ = ["Placement", "Plan", "check", "effective_capacity", "make_graph", "plan", "release_plan"]
+__all__ = [
+    "Placement",
+    "Plan",
+    "check",
+    "effective_capacity",
+    "local_cluster",
+    "make_graph",
+    "place",
+    "plan",
+    "release_plan",
+]
 
 _RESOURCE_UNITS = {"cpu_cores": "cores", "memory_mb": "MiB", "storage_gb": "GiB", "gpu_count": "GPUs"}
 
@@ -25,6 +37,7 @@ class Placement:
     index: int
     resources: Resources
     ports: Mapping[str, int]
+    node: str = LOCAL_NODE
 
     @property
     def owner(self) -> str:
@@ -120,7 +133,69 @@ def check(project: Project, capacity: Resources) -> list[Diagnostic]:
         diags.extend(exc.diagnostics)
     diags.extend(_fit_diagnostics(project, capacity))
     diags.extend(_pool_diagnostics(project, capacity))
+    if not diags:
+        diags.extend(place(project, capacity, project.spec.services)[1])
     return diags
+
+
+def local_cluster(project: Project, capacity: Resources) -> SimCluster:
+    """This machine as a cluster of one node: ``capacity`` and ``settings.labels``."""
+    return SimCluster([SimNode(NodeId(LOCAL_NODE), capacity, dict(project.spec.settings.labels))])
+
+
+def place(
+    project: Project, capacity: Resources, names: Iterable[str]
+) -> tuple[dict[str, tuple[str, ...]], list[Diagnostic]]:
+    """Run every replica of ``names`` through the placement pipeline on this machine's one-node cluster.
+
+    The pipeline's filters (resource fit, node labels, anti-affinity, affinity) decide whether a replica
+    may run here at all; resources are not reserved (``reserve_resources=False``): the ledger books them
+    when each service starts, so services that fit one at a time may wait for each other instead of
+    failing. Services with a hard ``affinity`` are placed after the others, so that what they need
+    beside them is already on the node.
+
+    Returns:
+        The node of every replica, by service; and one E004 diagnostic per service that cannot be
+        placed, located at its ``placement`` key.
+    """
+    services = project.spec.services
+    cluster = local_cluster(project, capacity)
+    scheduler = Scheduler(default_filters(), default_scorers(), cluster=cluster, reserve_resources=False)
+    ordered = sorted(names, key=lambda n: bool(services[n].placement.affinity))  # stable: order kept
+    nodes: dict[str, tuple[str, ...]] = {}
+    diags: list[Diagnostic] = []
+    for name in ordered:
+        svc = services[name]
+        spec = svc.placement
+        request = PlacementRequest(
+            owner=project.spec.name,
+            service=name,
+            resources=svc.resources.to_resources(),
+            node_labels=tuple(sorted(spec.node_labels.items())),
+            anti_affinity=frozenset(spec.anti_affinity),
+            preferred_affinity=frozenset(spec.preferred_affinity),
+            spread=spec.spread,
+            affinity=frozenset(spec.affinity),
+        )
+        got: list[str] = []
+        for idx in range(svc.replicas):
+            try:
+                got.append(scheduler.place(request))
+            except PlacementError as exc:
+                where = f"replica {idx} of " if idx else ""
+                diags.append(
+                    Diagnostic(
+                        ErrorCode.E004,
+                        f"{where}service {name!r} has no node: {exc.message}",
+                        project.locate("services", name, "placement"),
+                        "this machine's labels are settings.labels; on one machine, anti_affinity "
+                        "between services deployed together (or with itself and replicas > 1) "
+                        "cannot be met",
+                    )
+                )
+                break
+        nodes[name] = tuple(got)
+    return nodes, diags
 
 
 def _pool_diagnostics(project: Project, capacity: Resources) -> list[Diagnostic]:
@@ -179,6 +254,9 @@ def plan(
     names = graph.closure(selected) if selected else frozenset(graph.services)
     waves = tuple(tuple(n for n in wave if n in names) for wave in graph.waves())
     waves = tuple(w for w in waves if w)
+    nodes, diags = place(project, capacity, [n for w in waves for n in w])
+    if diags:
+        raise PlacementError.from_diagnostics(diags)
     assigned = assigned or {}
     placements: dict[str, tuple[Placement, ...]] = {}
     owners: list[str] = []  # every owner that may hold a port, including a half-placed replica
@@ -201,7 +279,7 @@ def plan(
                         else:
                             ports.reserve(int(value), owner)
                             got[port_name] = int(value)
-                    p = Placement(name, idx, svc.resources.to_resources(), got)
+                    p = Placement(name, idx, svc.resources.to_resources(), got, nodes[name][idx])
                     reps.append(p)
                 placements[name] = tuple(reps)
     except BaseException:

@@ -245,7 +245,7 @@ class Orchestrator:
             for p in self.plan.placements[name]:
                 rep = Replica(self, svc, p)
                 svc.add(rep)
-                self.registry.add(name, p.index, p.ports, rep.state)
+                self.registry.add(name, p.index, p.ports, rep.state, node=p.node)
             self.services[name] = svc
         self._unsettled = len(self.services)
         self.store.set_meta("pid", str(os.getpid()))
