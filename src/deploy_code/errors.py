@@ -13,7 +13,8 @@ The tree::
     ├── NetworkError           E010 network error
     └── SupervisionError       S001 service not found, S002 orchestrator not running,
                                S003 orchestrator already running, S004 port conflict,
-                               S005 illegal state transition, S006 state directory unusable
+                               S005 illegal state transition, S006 state directory unusable,
+                               S007 API access denied, S008 not supported, S009 internal error
 
 Codes are never renumbered or reused; ``tests/unit/test_errors.py`` pins the table. The CLI prints
 errors with :func:`format_diagnostic`; the API returns them as problem+json.
@@ -62,6 +63,9 @@ class ErrorCode(enum.StrEnum):
     S004 = "S004"
     S005 = "S005"
     S006 = "S006"
+    S007 = "S007"
+    S008 = "S008"
+    S009 = "S009"
 
     @property
     def summary(self) -> str:
@@ -86,6 +90,9 @@ _TITLES: dict[ErrorCode, str] = {
     ErrorCode.S004: "port conflict",
     ErrorCode.S005: "illegal state transition",
     ErrorCode.S006: "state directory unusable",
+    ErrorCode.S007: "API access denied",
+    ErrorCode.S008: "not supported",
+    ErrorCode.S009: "internal error",
 }
 
 

@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from deploy_code.config.api_spec import ApiSpec
 from deploy_code.units import Resources, parse_duration, parse_port_range, parse_size_bytes
 
 __all__ = [
@@ -401,5 +402,6 @@ class ProjectSpec(_Strict):
     settings: Settings = Settings()
     pools: dict[Annotated[str, Field(pattern=NAME_RE)], PoolSpec] = Field(default_factory=dict)
     services: dict[Annotated[str, Field(pattern=NAME_RE)], ServiceSpec]
+    api: ApiSpec = ApiSpec()  # TCP listener, TLS and tokens (the unix socket needs none)
     retention: RetentionSpec = RetentionSpec()  # bounds of the state store's tables
     alerts: AlertsSpec = AlertsSpec()  # alert rules and their default webhook
