@@ -10,6 +10,7 @@ is reading the config file and its env_files. Every problem is a
 file:line:column, all of them at once.
 """
 
+from deploy_code.config.api_spec import ApiSpec, ApiTls, ApiToken, is_loopback, parse_listen
 from deploy_code.config.environment import env_name, render_argv, render_probe, service_environment
 from deploy_code.config.interpolate import (
     InterpolationContext,
@@ -46,6 +47,9 @@ __all__ = [
     "DEFAULT_FILENAME",
     "AlertRule",
     "AlertsSpec",
+    "ApiSpec",
+    "ApiTls",
+    "ApiToken",
     "BackoffSpec",
     "Condition",
     "DataPath",
@@ -72,9 +76,11 @@ __all__ = [
     "TimeoutsSpec",
     "WebhookSpec",
     "env_name",
+    "is_loopback",
     "json_schema",
     "load",
     "load_text",
+    "parse_listen",
     "references",
     "render",
     "render_argv",
