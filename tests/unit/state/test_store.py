@@ -21,7 +21,8 @@ def test_replica_records_round_trip(tmp_path: Path) -> None:
 
 
 def test_events_are_bounded_by_retention(tmp_path: Path) -> None:
-    store = StateStore(tmp_path / "state.db")
+    # Timestamps 0..n seconds: the wall clock sits just after them, so age retention keeps them all.
+    store = StateStore(tmp_path / "state.db", wall_time=lambda: float(EVENT_RETENTION + 2_000))
     n = EVENT_RETENTION + 2_000
     for i in range(n):
         store.publish(
