@@ -1,0 +1,247 @@
+"""The prometheus_client collector: reads live state, the recorder and process samples at scrape time.
+
+Wiring (done once in the composition root)::
+
+    recorder = Recorder(clock)                       # add to the orchestrator's event sinks
+    sampler = ProcessSampler(clock)
+    registry = build_registry(orchestrator, recorder, sampler)
+    body = render(registry)                          # GET /metrics, content type CONTENT_TYPE
+
+Nothing is formatted between scrapes: each scrape asks the source for a :class:`Snapshot`, copies the
+recorder's tables and reads (rate-bounded) process samples, then builds metric families that
+``prometheus_client.generate_latest`` turns into text. A service that leaves the snapshot leaves the
+live families at once; its event-fed series (ready latency, probes) stay until the recorder's retention
+drops them.
+
+Exposed families (all prefixed ``deploy_code_``):
+
+=========================================  ======================  =================================
+name                                       labels                  source
+=========================================  ======================  =================================
+service_up (gauge, 1)                      service, state          snapshot
+service_replicas_ready / _desired          service                 snapshot
+service_restarts_total                     service                 snapshot
+replica_restarts_total                     service, replica        snapshot
+replica_cpu_percent / _memory_bytes /      service, replica        ProcessSampler (rate-bounded)
+replica_open_files
+resource_capacity / _allocated /           node, pool, resource    snapshot (``pool=""`` for a node)
+resource_utilization
+admission_queue_length                     -                       snapshot
+event_loop_lag_seconds                     -                       snapshot
+deployments_total                          outcome                 recorder
+deploy_duration_seconds (histogram)        -                       recorder
+ready_latency_seconds (histogram)          service                 recorder
+probe_duration_seconds (histogram)         service, probe          recorder
+probe_failures_total                       service, probe          recorder
+probe_success (gauge, last run 0/1)        service, probe          recorder
+restarts_total                             -                       recorder (survives removals)
+metrics_dropped_series_total               -                       recorder (label cap)
+metrics_omitted_services                   -                       this collector (label cap)
+=========================================  ======================  =================================
+
+Cardinality: at most ``max_services`` services of a snapshot are exposed (the rest are counted in
+``deploy_code_metrics_omitted_services`` and one warning is logged); the recorder has its own cap.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from itertools import accumulate
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.utils import floatToGoString
+
+from deploy_code.metrics.process import ProcessSampler
+from deploy_code.metrics.recorder import DEFAULT_MAX_SERVICES, HistogramView, Recorder
+from deploy_code.metrics.source import MetricsSource
+
+__all__ = ["CONTENT_TYPE", "MetricsCollector", "build_registry", "render"]
+
+log = logging.getLogger("deploy_code.metrics")
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+P = "deploy_code_"
+
+# prometheus_client's own float formatting ("+Inf", "0.005", "1.0"), so our ``le`` match its histograms.
+_go_float: Callable[[float], str] = floatToGoString
+# ``le`` strings per bounds tuple, formatted once per process (the bounds are module constants).
+_LE_CACHE: dict[tuple[float, ...], tuple[str, ...]] = {}
+
+
+def _le(bounds: tuple[float, ...]) -> tuple[str, ...]:
+    les = _LE_CACHE.get(bounds)
+    if les is None:
+        les = _LE_CACHE[bounds] = tuple(_go_float(b) for b in bounds)
+    return les
+
+
+def _add_histogram(family: HistogramMetricFamily, labels: list[str], h: HistogramView) -> None:
+    family.add_metric(labels, list(zip(_le(h.bounds), accumulate(h.counts), strict=True)), h.sum)
+
+
+class MetricsCollector(Collector):
+    """A custom collector over a :class:`MetricsSource`, a :class:`Recorder` and a :class:`ProcessSampler`.
+
+    Args:
+        source: the orchestrator (anything with ``metrics_snapshot()``).
+        recorder: the event-fed totals and histograms.
+        sampler: process sampler; None leaves out the per-replica CPU / memory / open-files families.
+        max_services: the most services of one snapshot exposed.
+    """
+
+    def __init__(
+        self,
+        source: MetricsSource,
+        recorder: Recorder,
+        sampler: ProcessSampler | None = None,
+        *,
+        max_services: int = DEFAULT_MAX_SERVICES,
+    ) -> None:
+        self._source = source
+        self._recorder = recorder
+        self._sampler = sampler
+        self.max_services = max_services
+        self._warned = False
+
+    def describe(self) -> list[Metric]:
+        """Empty families with our names, so a registry can detect clashes without scraping."""
+        return _Families().all()
+
+    def collect(self) -> Iterator[Metric]:
+        """Build every family from the live state (called by the registry on each scrape)."""
+        snap = self._source.metrics_snapshot()
+        services = snap.services
+        omitted = max(0, len(services) - self.max_services)
+        if omitted:
+            services = services[: self.max_services]
+            if not self._warned:
+                self._warned = True
+                log.warning(
+                    "metrics: %d services exceed max_services=%d; the rest are left out of /metrics "
+                    "(deploy_code_metrics_omitted_services; this warning is logged once)",
+                    len(snap.services),
+                    self.max_services,
+                )
+        names = [s.name for s in services]
+        # Running services stay tracked however long they go without events.
+        self._recorder.touch(names)
+        view = self._recorder.view()
+        f = _Families()
+
+        for s in services:
+            f.up.add_metric([s.name, s.state], 1.0)
+            f.ready.add_metric([s.name], s.ready)
+            f.desired.add_metric([s.name], s.desired)
+            f.restarts.add_metric([s.name], s.restarts)
+
+        shown = set(names) if omitted else None
+        replicas = [r for r in snap.replicas if shown is None or r.service in shown]
+        for r in replicas:
+            f.replica_restarts.add_metric([r.service, str(r.index)], r.restarts)
+        if self._sampler is not None:
+            procs = self._sampler.sample(r.pid for r in replicas if r.pid is not None)
+            for r in replicas:
+                p = procs.get(r.pid) if r.pid is not None else None
+                if p is None:
+                    continue
+                labels = [r.service, str(r.index)]
+                if p.cpu_percent is not None:
+                    f.cpu.add_metric(labels, p.cpu_percent)
+                f.mem.add_metric(labels, p.memory_bytes)
+                f.fds.add_metric(labels, p.open_files)
+
+        for lv in snap.levels:
+            labels = [lv.node, lv.pool or "", lv.resource]
+            f.capacity.add_metric(labels, lv.capacity)
+            f.allocated.add_metric(labels, lv.allocated)
+            f.utilization.add_metric(labels, lv.utilization)
+        f.queue.add_metric([], snap.queue_length)
+        f.lag.add_metric([], snap.loop_lag_s)
+
+        for outcome, n in sorted(view.deployments.items()):
+            f.deployments.add_metric([outcome], n)
+        _add_histogram(f.deploy_duration, [], view.deploy_duration)
+        for sv in view.services:
+            if sv.ready_latency is not None:
+                _add_histogram(f.ready_latency, [sv.name], sv.ready_latency)
+            for pv in sv.probes:
+                labels = [sv.name, pv.probe]
+                if pv.duration is not None:
+                    _add_histogram(f.probe_duration, labels, pv.duration)
+                f.probe_failures.add_metric(labels, pv.failures)
+                if pv.last_ok is not None:
+                    f.probe_success.add_metric(labels, 1.0 if pv.last_ok else 0.0)
+        f.restarts_all.add_metric([], view.restarts)
+        f.dropped.add_metric([], view.dropped_series)
+        f.omitted.add_metric([], omitted)
+        return iter(f.all())
+
+
+_SVC = ("service",)
+_REP = ("service", "replica")
+_LVL = ("node", "pool", "resource")
+_PROBE = ("service", "probe")
+
+
+class _Families:
+    """One scrape's metric families, empty until the collector fills them (in exposition order)."""
+
+    def __init__(self) -> None:
+        g, c, h = GaugeMetricFamily, CounterMetricFamily, HistogramMetricFamily
+        self.up = g(
+            P + "service_up", "1 for each service, labelled with its state.", labels=("service", "state")
+        )
+        self.ready = g(P + "service_replicas_ready", "Replicas of the service that are ready.", labels=_SVC)
+        self.desired = g(P + "service_replicas_desired", "Replicas the service asks for.", labels=_SVC)
+        self.restarts = c(P + "service_restarts", "Restarts of the service's replicas.", labels=_SVC)
+        self.replica_restarts = c(P + "replica_restarts", "Restarts of the replica.", labels=_REP)
+        self.cpu = g(
+            P + "replica_cpu_percent", "CPU of the replica process, percent of one core.", labels=_REP
+        )
+        self.mem = g(P + "replica_memory_bytes", "Resident memory of the replica process.", labels=_REP)
+        self.fds = g(P + "replica_open_files", "Open file descriptors of the replica process.", labels=_REP)
+        self.capacity = g(P + "resource_capacity", "Effective capacity at a node or pool.", labels=_LVL)
+        self.allocated = g(P + "resource_allocated", "Booked amount at a node or pool.", labels=_LVL)
+        self.utilization = g(P + "resource_utilization", "allocated / capacity (0..1).", labels=_LVL)
+        self.queue = g(P + "admission_queue_length", "Services waiting for admission.", labels=())
+        self.lag = g(P + "event_loop_lag_seconds", "Most recent event-loop lag.", labels=())
+        self.deployments = c(P + "deployments", "Deployments finished, by outcome.", labels=("outcome",))
+        self.deploy_duration = h(
+            P + "deploy_duration_seconds", "Duration of finished deployments.", labels=()
+        )
+        self.ready_latency = h(P + "ready_latency_seconds", "Replica start to ready.", labels=_SVC)
+        self.probe_duration = h(P + "probe_duration_seconds", "Probe run latency.", labels=_PROBE)
+        self.probe_failures = c(P + "probe_failures", "Failed probe runs.", labels=_PROBE)
+        self.probe_success = g(P + "probe_success", "1 if the last probe run passed, else 0.", labels=_PROBE)
+        self.restarts_all = c(P + "restarts", "Replica restarts, all services, since start.", labels=())
+        self.dropped = c(P + "metrics_dropped_series", "Updates dropped by the label cap.", labels=())
+        self.omitted = g(P + "metrics_omitted_services", "Services left out of the last scrape.", labels=())
+
+    def all(self) -> list[Metric]:
+        return list(vars(self).values())
+
+
+def build_registry(
+    source: MetricsSource,
+    recorder: Recorder,
+    sampler: ProcessSampler | None = None,
+    *,
+    max_services: int = DEFAULT_MAX_SERVICES,
+) -> CollectorRegistry:
+    """A private registry (not the global ``REGISTRY``) holding one :class:`MetricsCollector`."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(MetricsCollector(source, recorder, sampler, max_services=max_services))
+    return registry
+
+
+def render(registry: CollectorRegistry) -> bytes:
+    """The text exposition (``CONTENT_TYPE``) of everything in ``registry``."""
+    return generate_latest(registry)
