@@ -20,7 +20,14 @@ from pathlib import Path
 from deploy_code.clock import Clock, SystemClock, sleep_until_or
 from deploy_code.config import InterpolationContext, Project, ServiceAddress
 from deploy_code.errors import DeployCodeError, ErrorCode, PlacementError, SupervisionError
-from deploy_code.events import DeploymentFinished, Event, EventSink, LeaseExpired, ReplicaState
+from deploy_code.events import (
+    DeploymentFinished,
+    DeploymentStarted,
+    Event,
+    EventSink,
+    LeaseExpired,
+    ReplicaState,
+)
 from deploy_code.health import HttpClientFactory, ListenWatcher
 from deploy_code.ports import PortAllocator
 from deploy_code.resources import Ledger
@@ -216,6 +223,7 @@ class Orchestrator:
         """
         loop = asyncio.get_running_loop()
         self._outcome = loop.create_future()
+        self.publish(DeploymentStarted(self.project.spec.name, self.clock.wall_time()))
         assigned = self._adopt_previous()
         await self._sweep_unrecorded()
         if self._orphans:
