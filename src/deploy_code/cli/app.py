@@ -354,6 +354,28 @@ def restart(services: list[str], file: FileOpt = DEFAULT_FILE) -> None:
 
 
 @app.command()
+def scale(targets: list[str], file: FileOpt = DEFAULT_FILE) -> None:
+    """Run N replicas of a service: `deploy-code scale api=3 worker=1`."""
+
+    def run() -> None:
+        wanted: list[tuple[str, int]] = []
+        for target in targets:
+            name, sep, count = target.partition("=")
+            if not sep or not name or not count.isdigit():
+                raise DeployCodeError(
+                    f"cannot read {target!r}: expected SERVICE=N, e.g. api=3", code=ErrorCode.E002
+                )
+            wanted.append((name, int(count)))
+        with _client(file, timeout=None) as c:
+            for name, count in wanted:
+                doc = c.request("POST", "/v1/scale", json={"service": name, "replicas": count})
+                changes = [f"+{r}" for r in doc.get("added", [])] + [f"-{r}" for r in doc.get("removed", [])]
+                sys.stdout.write(f"{name}: {count} replicas {' '.join(changes)}".rstrip() + "\n")
+
+    _guard(run)
+
+
+@app.command()
 def stop(
     services: list[str],
     file: FileOpt = DEFAULT_FILE,

@@ -9,9 +9,21 @@ from deploy_code.scheduling.plan import (
     Plan,
     check,
     effective_capacity,
+    local_cluster,
     make_graph,
+    place,
     plan,
     release_plan,
 )
 
-__all__ = ["Placement", "Plan", "check", "effective_capacity", "make_graph", "plan", "release_plan"]
+__all__ = [
+    "Placement",
+    "Plan",
+    "check",
+    "effective_capacity",
+    "local_cluster",
+    "make_graph",
+    "place",
+    "plan",
+    "release_plan",
+]

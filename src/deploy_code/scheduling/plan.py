@@ -144,7 +144,10 @@ def local_cluster(project: Project, capacity: Resources) -> SimCluster:
 
 
 def place(
-    project: Project, capacity: Resources, names: Iterable[str]
+    project: Project,
+    capacity: Resources,
+    names: Iterable[str],
+    counts: Mapping[str, int] | None = None,
 ) -> tuple[dict[str, tuple[str, ...]], list[Diagnostic]]:
     """Run every replica of ``names`` through the placement pipeline on this machine's one-node cluster.
 
@@ -153,6 +156,12 @@ def place(
     when each service starts, so services that fit one at a time may wait for each other instead of
     failing. Services with a hard ``affinity`` are placed after the others, so that what they need
     beside them is already on the node.
+
+    Args:
+        project: the loaded file.
+        capacity: what services may book in all.
+        names: the services to place.
+        counts: replica counts that differ from the file's (a service scaled at run time).
 
     Returns:
         The node of every replica, by service; and one E004 diagnostic per service that cannot be
@@ -178,7 +187,7 @@ def place(
             affinity=frozenset(spec.affinity),
         )
         got: list[str] = []
-        for idx in range(svc.replicas):
+        for idx in range((counts or {}).get(name, svc.replicas)):
             try:
                 got.append(scheduler.place(request))
             except PlacementError as exc:

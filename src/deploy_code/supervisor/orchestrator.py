@@ -39,7 +39,14 @@ from deploy_code.runtime import (
     marked_groups,
     port_is_free,
 )
-from deploy_code.scheduling import Plan, effective_capacity, plan, release_plan
+from deploy_code.scheduling import (
+    Placement,
+    Plan,
+    effective_capacity,
+    place,
+    plan,
+    release_plan,
+)
 from deploy_code.state import StateStore
 from deploy_code.supervisor.admission import Admission, derive_limit
 from deploy_code.supervisor.registry import Registry
@@ -49,6 +56,7 @@ from deploy_code.supervisor.service import ServiceRuntime
 __all__ = ["DeployOutcome", "Orchestrator"]
 
 log = logging.getLogger("deploy_code.orchestrator")
+MAX_REPLICAS = 10_000  # per service, as the file allows
 FOLLOW_QUEUE = 1024  # lines buffered per `logs -f` client; a slow client loses the oldest lines
 
 
@@ -321,8 +329,10 @@ class Orchestrator:
         svc.deploy_started = self.clock.now()
         if not await self._book(list(svc.replicas.values())):
             return
+        svc.launched = True
         for rep in svc.replicas.values():
-            self._launch(rep)
+            if rep.task is None:  # `scale` may have launched some while this waited for capacity
+                self._launch(rep)
         svc.refresh()  # a service with no replicas is settled at once
 
     async def _book(self, reps: list[Replica]) -> bool:
@@ -485,8 +495,13 @@ class Orchestrator:
         # Every replica's task released its own booking as it ended; what is still held now leaked.
         # Recorded (then released anyway) so that tests and `history` can check the books balance.
         leaked = {"owners": self.ledger.owners, "allocated": self.ledger.allocated.to_dict()}
+        now = self.clock.now()
         if self.plan is not None:
-            release_plan(self.plan, self.ledger, self.ports, now=self.clock.now())
+            release_plan(self.plan, self.ledger, self.ports, now=now)
+        for svc in self.services.values():  # replicas added by `scale` are not in the plan
+            for rep in svc.replicas.values():
+                self.ledger.release(rep.id)
+                self.ports.release_owner(rep.id, now)
         leaked["ports_in_use"] = self.ports.in_use
         self.store.set_meta("books_at_close", json.dumps(leaked))
         await self.http.aclose()
@@ -532,6 +547,84 @@ class Orchestrator:
                     self._launch(rep)
                 done.append(rep.id)
         return done
+
+    async def scale(self, name: str, replicas: int, timeout: float | None = None) -> dict[str, object]:
+        """Run ``replicas`` replicas of ``name``: new ones are placed (ports now, resources when they
+        start, as at ``up``) and start at once if the service has started; surplus ones (highest
+        index first) are stopped, then their ports and bookings are released.
+
+        Raises:
+            DeployCodeError: S001 unknown service, S003 while shutting down, E002 for a count out of
+                range, S004 when a fixed port makes a second replica impossible (nothing changes).
+        """
+        svc = self._service(name)
+        if self.phase in ("stopping", "stopped"):
+            raise SupervisionError(
+                f"cannot scale {name!r}: the deployment is {self.phase}", code=ErrorCode.S003
+            )
+        if not 0 <= replicas <= MAX_REPLICAS:
+            raise DeployCodeError(
+                f"replicas must be between 0 and {MAX_REPLICAS:,}, got {replicas}", code=ErrorCode.E002
+            )
+        assert self.plan is not None
+        counts = {n: other.desired for n, other in self.services.items()}
+        counts[name] = replicas
+        by_service, diags = place(self.project, self.ledger.capacity, list(self.services), counts)
+        if diags:
+            raise PlacementError.from_diagnostics(diags)
+        nodes = list(by_service[name])
+        added: list[str] = []
+        removed: list[str] = []
+        if replicas > len(svc.replicas):
+            free = (i for i in range(MAX_REPLICAS) if i not in svc.replicas)
+            new = [next(free) for _ in range(replicas - len(svc.replicas))]
+            placed = self._place_ports(svc, new, nodes[len(nodes) - len(new) :])
+            for p in placed:
+                rep = Replica(self, svc, p)
+                svc.add(rep)
+                self.registry.add(name, p.index, p.ports, rep.state, node=p.node)
+                added.append(rep.id)
+                if svc.launched:
+                    rep._set(ReplicaState.PENDING, "scaled up: waiting for resources")
+                    self._launch(rep)
+        elif replicas < len(svc.replicas):
+            victims = [
+                svc.replicas[i] for i in sorted(svc.replicas, reverse=True)[: len(svc.replicas) - replicas]
+            ]
+            async with asyncio.TaskGroup() as tg:
+                for rep in victims:
+                    tg.create_task(rep.stop(timeout))
+            now = self.clock.now()
+            for rep in victims:
+                self._unbook(rep)
+                svc.remove(rep)
+                self.registry.remove(rep.id)
+                self.ports.release_owner(rep.id, now)
+                removed.append(rep.id)
+        svc.desired = replicas
+        svc.refresh()
+        return {"service": name, "replicas": replicas, "added": added, "removed": removed}
+
+    def _place_ports(self, svc: ServiceRuntime, indices: list[int], nodes: list[str]) -> list[Placement]:
+        """Ports for new replicas of ``svc``, all or nothing (a fixed port cannot be shared: S004)."""
+        now = self.clock.now()
+        out: list[Placement] = []
+        try:
+            for idx, node in zip(indices, nodes, strict=False):
+                owner = f"{svc.name}.{idx}"
+                got: dict[str, int] = {}
+                out.append(Placement(svc.name, idx, svc.spec.resources.to_resources(), got, node))
+                for port_name, value in svc.spec.ports.items():
+                    if value == "auto":
+                        got[port_name] = self.ports.allocate(owner, now)
+                    else:
+                        self.ports.reserve(int(value), owner)
+                        got[port_name] = int(value)
+        except BaseException:
+            for p in out:
+                self.ports.release_owner(p.owner, now)
+            raise
+        return out
 
     async def stop_services(self, names: Iterable[str], timeout: float | None = None) -> list[str]:
         """Stop the named services' replicas (they stay stopped until ``restart``)."""

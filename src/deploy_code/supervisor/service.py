@@ -27,7 +27,9 @@ class ServiceRuntime:
         self.orch = orch
         self.name = name
         self.spec = spec
-        self.replicas: dict[int, Replica] = {}  # bounded by spec.replicas
+        self.replicas: dict[int, Replica] = {}  # bounded by `desired` (at most 10,000)
+        self.desired = spec.replicas  # the file's count until `scale` changes it
+        self.launched = False  # dependencies met and the first replicas launched: new ones start at once
         self.started = asyncio.Event()
         self.healthy = asyncio.Event()
         self.completed = asyncio.Event()
@@ -46,6 +48,12 @@ class ServiceRuntime:
         self.replicas[rep.index] = rep
         self._by_state[rep.state] += 1
         self._ever_started += rep.ever_started
+
+    def remove(self, rep: Replica) -> None:
+        """Forget a stopped replica (scale down): its counters leave with it."""
+        if self.replicas.pop(rep.index, None) is not None:
+            self._by_state[rep.state] -= 1
+            self._ever_started -= rep.ever_started
 
     def condition(self, name: str) -> asyncio.Event:
         """The event for a ``depends_on`` condition."""
@@ -108,7 +116,7 @@ class ServiceRuntime:
             "name": self.name,
             "state": self.state,
             "ready": sum(1 for r in reps if r.state == S.READY),
-            "desired": self.spec.replicas,
+            "desired": self.desired,
             "restarts": sum(r.restarts for r in reps),
             "depends_on": dict(self.spec.depends_on),
             "failure": self.failure or None,
