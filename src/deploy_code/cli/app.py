@@ -367,10 +367,10 @@ def scale(targets: list[str], file: FileOpt = DEFAULT_FILE) -> None:
                 )
             wanted.append((name, int(count)))
         with _client(file, timeout=None) as c:
-            for name, count in wanted:
-                doc = c.request("POST", "/v1/scale", json={"service": name, "replicas": count})
+            for name, n in wanted:
+                doc = c.request("POST", "/v1/scale", json={"service": name, "replicas": n})
                 changes = [f"+{r}" for r in doc.get("added", [])] + [f"-{r}" for r in doc.get("removed", [])]
-                sys.stdout.write(f"{name}: {count} replicas {' '.join(changes)}".rstrip() + "\n")
+                sys.stdout.write(f"{name}: {n} replicas {' '.join(changes)}".rstrip() + "\n")
 
     _guard(run)
 
