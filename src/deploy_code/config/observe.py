@@ -57,6 +57,7 @@ class WebhookSpec(_Strict):
         parts = urlsplit(v)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("url must be an http:// or https:// URL with a host")
+        _ = parts.port  # raises ValueError for a port that is not a number in 0-65535
         return v
 
     @field_validator("timeout")
