@@ -25,13 +25,19 @@ class PortAllocatorMachine(RuleBasedStateMachine):
         self.held: dict[int, str] = {}  # model: port -> owner
         self.released_at: dict[int, float] = {}  # model: last release time of a range port
         self.busy: set[int] = set()  # ports the fake bind probe reports as taken
+        self.probing = True  # without a probe, ``allocate`` takes its fast path
 
-    @initialize(size=st.integers(1, 8), quarantine=st.sampled_from([0.0, 0.5, 2.0]))
-    def setup(self, size: int, quarantine: float) -> None:
+    @initialize(size=st.integers(1, 8), quarantine=st.sampled_from([0.0, 0.5, 2.0]), probing=st.booleans())
+    def setup(self, size: int, quarantine: float, probing: bool) -> None:
         self.size = size
+        self.probing = probing
         # max_probe >= size, so a failed allocate means no eligible port at all
         self.pa = PortAllocator(
-            LOW, LOW + size - 1, quarantine_s=quarantine, is_free=self._probe, max_probe=size
+            LOW,
+            LOW + size - 1,
+            quarantine_s=quarantine,
+            is_free=self._probe if probing else None,
+            max_probe=size,
         )
 
     def _probe(self, port: int) -> bool:
@@ -46,7 +52,7 @@ class PortAllocatorMachine(RuleBasedStateMachine):
             p
             for p in range(LOW, LOW + self.size)
             if p not in self.held
-            and p not in self.busy
+            and (p not in self.busy or not self.probing)
             and (p not in self.released_at or self.released_at[p] + q <= self.now)
         ]
 

@@ -207,6 +207,90 @@ def test_snapshot_shape() -> None:
     }
 
 
+def test_a_free_port_reserved_by_name_is_skipped_then_handed_out_once_free_again() -> None:
+    pa = PortAllocator(9000, 9003, quarantine_s=0.0)
+    pa.reserve(9001, "fixed")
+    assert pa.free_count == 3
+    assert [pa.allocate(f"r{i}", 0.0) for i in range(3)] == [9000, 9002, 9003]
+    with pytest.raises(PlacementError):
+        pa.allocate("x", 0.0)
+    pa.release(9001, 1.0)
+    assert pa.free_count == 1
+    assert pa.allocate("y", 1.0) == 9001
+    assert pa.free_count == 0
+
+
+def test_reserve_release_cycles_keep_the_free_order_bounded() -> None:
+    pa = PortAllocator(9000, 9001, quarantine_s=0.0)
+    for i in range(1000):
+        pa.reserve(9000, "fixed")
+        pa.release(9000, float(i))
+        assert len(pa._free) <= 2 * pa.size + 1
+    assert pa.free_count == 2
+    assert sorted([pa.allocate("a", 1000.0), pa.allocate("b", 1000.0)]) == [9000, 9001]
+    with pytest.raises(PlacementError):
+        pa.allocate("c", 1000.0)
+
+
+def test_reserve_out_of_quarantine_cycles_keep_the_quarantine_bounded_and_exact() -> None:
+    pa = PortAllocator(9000, 9001, quarantine_s=10.0)
+    pa.allocate("a", 0.0)
+    pa.release(9000, 0.0)
+    for i in range(1000):
+        pa.reserve(9000, "fixed")  # out of quarantine
+        pa.release(9000, i / 1000)  # back in, for 10 s from now
+        assert len(pa._fifo) <= 2 * pa.size + 1
+    assert pa.quarantined == 1
+    assert pa.allocate("b", 10.5) == 9001
+    with pytest.raises(PlacementError):
+        pa.allocate("c", 10.9985)  # released last at 0.999: not before 10.999
+    assert pa.allocate("c", 10.999) == 9000
+
+
+def test_probe_with_stale_entries_still_tries_each_free_port_once() -> None:
+    calls: list[int] = []
+
+    def probe(port: int) -> bool:
+        calls.append(port)
+        return False
+
+    pa = PortAllocator(9000, 9005, quarantine_s=0.0, is_free=probe, max_probe=64)
+    pa.reserve(9001, "fixed")
+    pa.reserve(9004, "fixed")
+    pa.release(9001, 0.0)  # free again: now it has a stale entry and a fresh one
+    with pytest.raises(PlacementError) as info:
+        pa.allocate("a", 0.0)
+    assert sorted(calls) == [9000, 9001, 9002, 9003, 9005]
+    assert "5 of 5 tried rejected" in info.value.message
+
+
+def test_an_owner_with_several_ports_keeps_them_all_until_the_last_release() -> None:
+    pa = PortAllocator(9000, 9010, quarantine_s=0.0)
+    a, b, c = (pa.allocate("api.1", 0.0) for _ in range(3))
+    pa.release(b, 0.0)
+    assert pa.ports_of("api.1") == [a, c]
+    pa.release(a, 0.0)
+    assert pa.ports_of("api.1") == [c]
+    assert pa.snapshot()["owners"] == {"api.1": [c]}
+    pa.release(c, 0.0)
+    assert pa.ports_of("api.1") == []
+    assert pa.snapshot()["owners"] == {}
+    pa.reserve(80, "api.1")
+    assert pa.allocate("api.1", 0.0) in range(9000, 9011)
+    assert len(pa.ports_of("api.1")) == 2
+
+
+def test_allocate_and_release_cost_does_not_grow_with_occupancy() -> None:
+    # Structural, not timed: the free order is consumed from the front, so a nearly full range
+    # hands out a port without looking at the held ones.
+    pa = PortAllocator(1, 65535, quarantine_s=0.0)
+    held = [pa.allocate(f"r{i}", 0.0) for i in range(65534)]
+    assert len(pa._free) == 1
+    pa.release(held[30000], 1.0)
+    assert pa.allocate("x", 1.0) == 65535
+    assert pa.allocate("y", 1.0) == held[30000]
+
+
 @pytest.mark.parametrize(
     ("low", "high", "kwargs"),
     [
