@@ -69,10 +69,14 @@ class DependencyGraph:
         deps: list[tuple[int, ...]],
         dependants: list[tuple[int, ...]],
         level: list[int],
+        index: dict[str, int] | None = None,
     ) -> None:
-        """Wrap already-checked adjacency; use :func:`build` instead of calling this."""
+        """Wrap already-checked adjacency; use :func:`build` instead of calling this.
+
+        ``index`` (name -> position in ``names``) is rebuilt when not given.
+        """
         self._names = names
-        self._index = {name: i for i, name in enumerate(names)}
+        self._index = index if index is not None else {name: i for i, name in enumerate(names)}
         self._conditions = conditions
         self._deps = deps
         self._dependants = dependants
@@ -221,26 +225,26 @@ def build(deps: Mapping[str, Mapping[str, str]]) -> DependencyGraph:
     """
     names = tuple(deps)
     index = {name: i for i, name in enumerate(names)}
+    lookup = index.get
     conditions: list[Mapping[str, str]] = []
     dep_idx: list[tuple[int, ...]] = []
     rev: list[list[int]] = [[] for _ in names]
     unknown: list[tuple[str, str]] = []
+    # Hot loop (once per service and once per edge): the name lookups run in C through map().
     for i, name in enumerate(names):
         cond = dict(deps[name])
         conditions.append(MappingProxyType(cond))
-        row: list[int] = []
-        for dep in cond:
-            j = index.get(dep)
-            if j is None:
-                unknown.append((name, dep))
-                continue
-            row.append(j)
-            rev[j].append(i)  # appended while walking i in input order: dependants stay in input order
-        dep_idx.append(tuple(row))
+        row = tuple(map(lookup, cond))
+        if None in row:
+            unknown.extend((name, dep) for dep, j in zip(cond, row, strict=True) if j is None)
+            continue
+        dep_idx.append(row)  # type: ignore[arg-type]  # no None left in row
+        for j in row:
+            rev[j].append(i)  # type: ignore[index]  # appended in input order: dependants stay in input order
     if unknown:
         raise UnknownDependencyError(unknown, names)
     dependants = [tuple(r) for r in rev]
     level = generations(dep_idx, dependants)
     if level is None:
         raise CycleError([names[i] for i in find_cycle(dep_idx)])
-    return DependencyGraph(names, tuple(conditions), dep_idx, dependants, level)
+    return DependencyGraph(names, tuple(conditions), dep_idx, dependants, level, index)

@@ -48,20 +48,26 @@ def generations(deps: Sequence[Sequence[int]], dependants: Sequence[Sequence[int
     n = len(deps)
     indegree = [len(d) for d in deps]
     level = [0] * n
-    # A plain list used as a queue: every node is appended at most once (bounded by n).
-    ready = [i for i in range(n) if indegree[i] == 0]
-    head = 0
-    while head < len(ready):
-        node = ready[head]
-        head += 1
-        next_level = level[node] + 1
-        for dependant in dependants[node]:
-            if level[dependant] < next_level:
-                level[dependant] = next_level
-            indegree[dependant] -= 1
-            if indegree[dependant] == 0:
-                ready.append(dependant)
-    if len(ready) != n:
+    # Wave by wave: a node joins the next wave when its last dependency is taken, and that
+    # dependency is in the highest wave among them, so the wave number is the level. Per edge
+    # this is one decrement and one test (no max over levels).
+    wave = [i for i, d in enumerate(indegree) if not d]
+    seen = len(wave)
+    number = 0
+    while wave:
+        number += 1
+        following: list[int] = []
+        for node in wave:
+            for dependant in dependants[node]:
+                left = indegree[dependant] - 1
+                indegree[dependant] = left
+                if not left:
+                    following.append(dependant)
+        for node in following:
+            level[node] = number
+        seen += len(following)
+        wave = following
+    if seen != n:
         return None
     return level
 
