@@ -13,6 +13,8 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from deploy_code.cli.events import events as events_command
+from deploy_code.cli.events import history as history_command
 from deploy_code.errors import DeployCodeError, ErrorCode, SupervisionError, format_diagnostic
 
 __all__ = ["app", "main"]
@@ -414,6 +416,11 @@ def down(
         sys.stdout.write("down\n")
 
     _guard(run)
+
+
+# Read the state file directly (no API): they work whether or not an orchestrator runs.
+app.command("events")(events_command)
+app.command("history")(history_command)
 
 
 def main() -> None:

@@ -436,12 +436,19 @@ class StateReader:
             )
         try:
             self._conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-            names = {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            self._tables: frozenset[str] = frozenset()
+            self._has("events")
         except sqlite3.Error as exc:
             raise SupervisionError(
                 f"cannot read the state at {path}: {exc}", code=ErrorCode.S006, hint="check its permissions"
             ) from None
-        self._tables = frozenset(names)
+
+    def _has(self, table: str) -> bool:
+        # Re-read the table list while one is missing: the orchestrator may be creating the file now.
+        if table not in self._tables:
+            rows = self._conn.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall()
+            self._tables = frozenset(str(r[0]) for r in rows)
+        return table in self._tables
 
     def events(
         self,
@@ -452,21 +459,28 @@ class StateReader:
         after_id: int | None = None,
     ) -> list[EventRow]:
         """Stored events, oldest first (see :func:`query_events`)."""
-        if "events" not in self._tables:
+        if not self._has("events"):
             return []
         return query_events(self._conn, limit=limit, service=service, kind=kind, after_id=after_id)
 
+    def last_event_id(self) -> int:
+        """The newest event's id (0 when there is none): where ``events -f`` starts following."""
+        if not self._has("events"):
+            return 0
+        row = self._conn.execute("SELECT MAX(id) FROM events").fetchone()
+        return 0 if row is None or row[0] is None else int(row[0])
+
     def deployments(self, limit: int = 100) -> list[DeploymentRow]:
         """The newest ``limit`` deployments, newest first."""
-        return query_deployments(self._conn, limit) if "deployments" in self._tables else []
+        return query_deployments(self._conn, limit) if self._has("deployments") else []
 
     def snapshots(self) -> list[SnapshotInfo]:
         """Every stored snapshot, newest first, without bodies."""
-        return query_snapshots(self._conn) if "snapshots" in self._tables else []
+        return query_snapshots(self._conn) if self._has("snapshots") else []
 
     def snapshot(self, snapshot_id: int | None = None) -> dict[str, Any] | None:
         """A snapshot's body (the newest when ``snapshot_id`` is None), or None."""
-        return query_snapshot(self._conn, snapshot_id) if "snapshots" in self._tables else None
+        return query_snapshot(self._conn, snapshot_id) if self._has("snapshots") else None
 
     def close(self) -> None:
         """Close the connection."""
