@@ -1,10 +1,36 @@
-"""Benchmark the pure core: graph build + waves, and PortAllocator vs a naive linear scan.
+"""Benchmark the pure core: dependency resolution and port allocation, against their baselines.
 
-Run: ``.venv/bin/python bench/pure_core.py`` (``--pairs`` and ``--sizes`` to shrink it).
-Prints a Markdown table and writes ``bench/out/pure_core.json``. Read the ratios, not the
-absolute times: they depend on the machine. As ``timeit`` does, the cyclic GC is off inside the
-timed regions (for both sides of each comparison) to cut noise. Per-node cost rises from 1k to
-100k nodes because big dicts stop fitting in cache; it is flat from 100k upwards (linear build).
+Run: ``.venv/bin/python bench/pure_core.py`` (a few minutes on 2 cores). ``--quick`` is a smoke
+run (smaller graph, fewer operations and repeats): it writes ``bench/out/pure_core.quick.json`` and
+leaves ``docs/benchmarks.md`` alone. A full run prints Markdown, writes
+``bench/results/pure_core.json`` (``--json`` to change it) and rewrites the "Pure core" section
+of ``docs/benchmarks.md`` with the machine line (cores, CPU, Python, commit, date).
+
+**Dependency resolution.** A random DAG with exactly ``--services`` nodes and ``--edges`` edges
+(default 100,000 / 300,000): each edge's dependant is drawn uniformly, its dependency uniformly
+among the earlier nodes, duplicates redrawn; services are declared in shuffled order. Timed:
+``deploy_code.graph.build(spec).waves()`` (checking, freezing and computing the waves: what the
+orchestrator pays), against networkx building a ``DiGraph`` from the same spec and listing
+``topological_generations``. At 5,000 services (same density, 15,000 edges) it is also timed
+against the quadratic loop quoted in the analysis (section 4.1): repeatedly scan every remaining
+service and take those whose dependencies are all deployed. All three give the same waves
+(checked). Best of N, sides interleaved.
+
+**Port allocation.** A :class:`~deploy_code.ports.PortAllocator` over the default range
+30000-32000 is pre-filled to 50, 90 and 99 % occupancy and warmed up; then blocks of 10
+allocations (timed) and 10 releases of held ports picked at random (timed; the pick is not, and
+is the same seeded sequence on both sides), so occupancy stays put. Reported: µs per allocate,
+per release, and per allocate + release pair. The baseline is the linear scan the analysis
+quotes (section 4.2): walk the range from its start to the first port not allocated (with
+quarantine on, also not released within the quarantine). Rows with quarantine 0 isolate the
+allocation; the quarantine rows use 2 s with a block every 2 s, so every released port waits out
+the full quarantine. The allocator is built without ``is_free``: the OS bind probe that
+``runtime`` injects (``port_is_free``, one ``bind()`` per port tried) is a syscall, not part of
+the data structure, and is excluded from both sides. Times include the same loop overhead on
+both sides (reported, measured with a no-op allocator).
+
+The cyclic GC is off inside timed regions (both sides), as in ``timeit``. The machine is noisy:
+read ratios measured side by side in the same run rather than absolute times.
 """
 
 from __future__ import annotations
@@ -12,80 +38,179 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import platform
 import random
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any, Protocol
 
+from _docs import machine_line, write_section
 from deploy_code.graph import build
 from deploy_code.ports import PortAllocator
 
-OUT = Path(__file__).resolve().parent / "out" / "pure_core.json"
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "results" / "pure_core.json"
+QUICK_OUT = HERE / "out" / "pure_core.quick.json"
+HEADING = "## Pure core (`bench/pure_core.py`)"
+
+Spec = dict[str, dict[str, str]]
+
+GRAPH_TARGET_S = 1.0  # 100k services / 300k edges
+NX_RATIO_TARGET = 1.0  # ours / networkx, at most
+PORT_RATIO_TARGET = 100.0  # linear scan / ours at 99 %, at least
 
 
-def random_dag(n: int, rng: random.Random, max_deps: int = 3) -> dict[str, dict[str, str]]:
-    """A DAG where node ``i`` depends on up to ``max_deps`` random earlier nodes, declared shuffled."""
-    deps = [
-        {f"s{j}": "service_started" for j in rng.sample(range(i), min(i, rng.randint(0, max_deps)))}
-        for i in range(n)
-    ]
-    order = list(range(n))
-    rng.shuffle(order)
-    return {f"s{i}": deps[i] for i in order}
+# --------------------------------------------------------------------------------------------
+# timing
 
 
 def best_of(repeats: int, fn: Callable[[], object]) -> float:
-    """Smallest wall time of ``repeats`` runs, in seconds."""
+    """Smallest wall time of ``repeats`` runs of ``fn``, in seconds, with the cyclic GC off."""
     best = float("inf")
     for _ in range(repeats):
-        gc.collect()
-        gc.disable()
-        try:
-            t0 = time.perf_counter()
-            fn()
-            best = min(best, time.perf_counter() - t0)
-        finally:
-            gc.enable()
+        best = min(best, timed(fn))
     return best
 
 
-def bench_graph(sizes: list[int], seed: int) -> list[dict[str, float]]:
-    """Time build()+waves() per size, and networkx topological_generations when available."""
+def timed(fn: Callable[[], object]) -> float:
+    """One run of ``fn``, in seconds, with the cyclic GC off."""
+    gc.collect()
+    gc.disable()
     try:
-        import networkx as nx  # dev-only; optional reference
-    except ImportError:  # pragma: no cover
-        nx = None
-    rows: list[dict[str, float]] = []
-    for n in sizes:
-        spec = random_dag(n, random.Random(seed + n))
-        edges = sum(len(d) for d in spec.values())
-        repeats = 3 if n <= 10_000 else 2
+        t0 = time.perf_counter()
+        fn()
+        return time.perf_counter() - t0
+    finally:
+        gc.enable()
 
-        def with_ours(spec: dict[str, dict[str, str]] = spec) -> object:
-            return build(spec).waves()
 
-        ours = best_of(repeats, with_ours)
-        row: dict[str, float] = {"nodes": n, "edges": edges, "ours_s": ours, "us_per_node": ours / n * 1e6}
-        if nx is not None:
+# --------------------------------------------------------------------------------------------
+# dependency resolution
 
-            def with_nx(spec: dict[str, dict[str, str]] = spec) -> object:
-                g = nx.DiGraph()
-                g.add_nodes_from(spec)
-                g.add_edges_from((d, s) for s, ds in spec.items() for d in ds)
-                return list(nx.topological_generations(g))
 
-            row["networkx_s"] = best_of(repeats, with_nx)
+def random_dag(n: int, m: int, seed: int) -> Spec:
+    """A DAG with exactly ``n`` services and ``m`` edges, each on an earlier node, declared shuffled."""
+    if m > n * (n - 1) // 2:
+        raise ValueError(f"{n} nodes cannot carry {m} edges")
+    rng = random.Random(seed)
+    deps: list[set[int]] = [set() for _ in range(n)]
+    edges = 0
+    while edges < m:
+        i = rng.randrange(1, n)
+        j = rng.randrange(i)
+        if j not in deps[i]:
+            deps[i].add(j)
+            edges += 1
+    order = list(range(n))
+    rng.shuffle(order)
+    return {f"s{i}": {f"s{j}": "service_started" for j in sorted(deps[i])} for i in order}
+
+
+def with_ours(spec: Spec) -> tuple[tuple[str, ...], ...]:
+    """What the orchestrator pays: check and freeze the graph, then read its waves."""
+    return build(spec).waves()
+
+
+def with_networkx(spec: Spec) -> list[list[str]]:
+    """networkx on the same spec: build a DiGraph (dependency -> dependant), list the generations."""
+    import networkx as nx  # dev-only reference
+
+    g = nx.DiGraph()
+    g.add_nodes_from(spec)
+    g.add_edges_from((dep, svc) for svc, deps in spec.items() for dep in deps)
+    return list(nx.topological_generations(g))
+
+
+def quadratic_loop(spec: Mapping[str, Mapping[str, str]]) -> list[list[str]]:
+    """The loop quoted in the analysis (4.1), phase by phase, in Python.
+
+    ``for service in &remaining.clone() { if deps.iter().all(|dep| deployed.contains(dep)) ...``:
+    every pass rescans all remaining services; the ones whose dependencies are all deployed form
+    the next phase. ``remaining`` is an insertion-ordered dict, so removing one is O(1) and the
+    only quadratic term is the rescan (services x phases).
+    """
+    remaining = dict.fromkeys(spec)
+    deployed: set[str] = set()
+    phases: list[list[str]] = []
+    while remaining:
+        phase = []
+        for service in list(remaining):  # remaining.clone()
+            deps = spec[service]
+            if all(dep in deployed for dep in deps):
+                phase.append(service)
+        if not phase:
+            raise ValueError("dependency cycle")
+        for service in phase:
+            deployed.add(service)
+            del remaining[service]
+        phases.append(phase)
+    return phases
+
+
+def same_waves(a: object, b: object) -> bool:
+    """Whether two lists of waves agree wave by wave (order within a wave ignored)."""
+    return [set(w) for w in a] == [set(w) for w in b]  # type: ignore[attr-defined]
+
+
+def bench_graph(services: int, edges: int, small: int, repeats: int, seed: int) -> list[dict[str, Any]]:
+    """Ours vs networkx at ``services``; ours vs networkx vs the quadratic loop at ``small``."""
+    rows: list[dict[str, Any]] = []
+    for n, m, with_quadratic in ((services, edges, False), (small, small * edges // services, True)):
+        spec = random_dag(n, m, seed + n)
+        ours_waves = with_ours(spec)
+        nx_waves = with_networkx(spec)
+        if not same_waves(ours_waves, nx_waves):
+            raise AssertionError("build().waves() and networkx disagree")
+        if with_quadratic and not same_waves(ours_waves, quadratic_loop(spec)):
+            raise AssertionError("build().waves() and the quadratic loop disagree")
+        ours: list[float] = []
+        nx: list[float] = []
+        quad: list[float] = []
+        for _ in range(repeats):  # interleaved, so drift on a noisy machine hits all sides alike
+            ours.append(timed(lambda spec=spec: with_ours(spec)))  # type: ignore[misc]
+            nx.append(timed(lambda spec=spec: with_networkx(spec)))  # type: ignore[misc]
+            if with_quadratic:
+                quad.append(timed(lambda spec=spec: quadratic_loop(spec)))  # type: ignore[misc]
+        row: dict[str, Any] = {
+            "services": n,
+            "edges": sum(len(d) for d in spec.values()),
+            "waves": len(ours_waves),
+            "repeats": repeats,
+            "ours_s": min(ours),
+            "networkx_s": min(nx),
+            "ours_over_networkx": min(ours) / min(nx),
+            "ours_runs_s": ours,
+            "networkx_runs_s": nx,
+        }
+        if with_quadratic:
+            row["quadratic_s"] = min(quad)
+            row["quadratic_over_ours"] = min(quad) / min(ours)
+            row["quadratic_runs_s"] = quad
         rows.append(row)
-    base = rows[0]["us_per_node"]
-    for row in rows:
-        row["per_node_vs_smallest"] = row["us_per_node"] / base
     return rows
 
 
-class NaiveAllocator:
-    """The defect we replace: scan the whole range from ``low`` for a port not held and not quarantined."""
+# --------------------------------------------------------------------------------------------
+# port allocation
+
+
+class Allocator(Protocol):
+    """The two calls the churn loop makes."""
+
+    def allocate(self, owner: str, now: float) -> int: ...
+
+    def release(self, port: int, now: float) -> None: ...
+
+
+class LinearScanAllocator:
+    """The analysis's loop (4.2): ``for port in range: if !allocated.contains(&port)``, plus quarantine.
+
+    With quarantine on, a port released less than ``quarantine_s`` ago is skipped as well (a
+    lookup in ``released``); with quarantine 0 that check is left out, as in the quoted loop.
+    """
 
     def __init__(self, low: int, high: int, quarantine_s: float) -> None:
         self.low, self.high, self.quarantine_s = low, high, quarantine_s
@@ -93,106 +218,310 @@ class NaiveAllocator:
         self.released: dict[int, float] = {}
 
     def allocate(self, owner: str, now: float) -> int:
-        for port in range(self.low, self.high + 1):
-            if port not in self.held and self.released.get(port, -1e18) + self.quarantine_s <= now:
-                self.held[port] = owner
-                return port
-        raise RuntimeError("exhausted")
+        """First port from ``low`` that is neither held nor in quarantine."""
+        held = self.held
+        if self.quarantine_s == 0:
+            for port in range(self.low, self.high + 1):
+                if port not in held:
+                    held[port] = owner
+                    return port
+        else:
+            released, cutoff = self.released, now - self.quarantine_s
+            for port in range(self.low, self.high + 1):
+                if port not in held and released.get(port, cutoff) <= cutoff:
+                    held[port] = owner
+                    return port
+        raise RuntimeError("port range exhausted")
 
     def release(self, port: int, now: float) -> None:
-        if self.held.pop(port, None) is not None:
+        """Forget the holder; remember when, for the quarantine."""
+        if self.held.pop(port, None) is not None and self.quarantine_s:
             self.released[port] = now
 
 
-def churn(alloc: PortAllocator | NaiveAllocator, pairs: int, working_set: int, dt: float) -> float:
-    """Hold ``working_set`` ports, then ``pairs`` times: advance ``dt``, allocate one, release the oldest."""
+class EmptyAllocator:
+    """No work at all: measures the loop around the calls (the same on both sides)."""
+
+    def __init__(self) -> None:
+        self.next = 0
+
+    def allocate(self, owner: str, now: float) -> int:
+        """A new number."""
+        self.next += 1
+        return self.next
+
+    def release(self, port: int, now: float) -> None:
+        """Nothing."""
+
+
+BLOCK = 10  # operations per timed block: allocate BLOCK ports, then release BLOCK held ones
+
+
+def churn(
+    alloc: Allocator, held: int, warmup: int, blocks: int, repeats: int, period: float, seed: int
+) -> dict[str, float]:
+    """Fill ``held`` ports, run ``warmup`` blocks, then time ``repeats`` runs of ``blocks`` blocks.
+
+    A block: advance the clock by ``period``, allocate ``BLOCK`` ports (timed), pick ``BLOCK`` held
+    ports at random (untimed; the same seeded choice on both sides), release them (timed). So
+    occupancy moves between ``held`` and ``held + BLOCK``. Returns the best run's µs per
+    allocate, per release and per pair (the best of their sums).
+    """
     now = 0.0
-    ring = [alloc.allocate(f"w{i}", now) for i in range(working_set)]
-    head = 0
-    gc.collect()
-    gc.disable()
-    try:
-        t0 = time.perf_counter()
-        for i in range(pairs):
-            now += dt
-            port = alloc.allocate(f"r{i}", now)
-            alloc.release(ring[head], now)
-            ring[head] = port
-            head = (head + 1) % working_set
-        return time.perf_counter() - t0
-    finally:
-        gc.enable()
+    ports = [alloc.allocate(f"w{i}", now) for i in range(held)]
+    rng = random.Random(seed)
+    allocate, release = alloc.allocate, alloc.release
+    clock = time.perf_counter
+    serial = 0
 
+    def run(n: int) -> tuple[float, float]:
+        nonlocal now, serial
+        t_alloc = t_release = 0.0
+        for _ in range(n):
+            now += period
+            owners = [f"r{serial + i}" for i in range(BLOCK)]
+            serial += BLOCK
+            t0 = clock()
+            got = [allocate(owner, now) for owner in owners]
+            t1 = clock()
+            ports.extend(got)
+            victims = []
+            for _ in range(BLOCK):
+                k = rng.randrange(len(ports))
+                victims.append(ports[k])
+                ports[k] = ports[-1]
+                ports.pop()
+            t2 = clock()
+            for port in victims:
+                release(port, now)
+            t3 = clock()
+            t_alloc += t1 - t0
+            t_release += t3 - t2
+        return t_alloc, t_release
 
-def bench_ports(pairs: int) -> dict[str, float]:
-    """100k allocate/release pairs over a 2,000-port range: ours vs the naive scan."""
-    low, high, q, working, dt = 30000, 31999, 2.0, 1000, 0.005  # ~400 ports in quarantine at a time
-    ours = churn(PortAllocator(low, high, quarantine_s=q), pairs, working, dt)
-    naive = churn(NaiveAllocator(low, high, q), pairs, working, dt)
+    run(warmup)
+    runs = []
+    for _ in range(repeats):
+        gc.collect()
+        gc.disable()
+        try:
+            runs.append(run(blocks))
+        finally:
+            gc.enable()
+    ops = blocks * BLOCK
     return {
-        "range": high - low + 1,
-        "working_set": working,
-        "quarantine_s": q,
-        "pairs": pairs,
-        "ours_s": ours,
-        "naive_s": naive,
-        "ours_us_per_pair": ours / pairs * 1e6,
-        "naive_us_per_pair": naive / pairs * 1e6,
-        "speedup": naive / ours,
+        "allocate_us": min(a for a, _ in runs) / ops * 1e6,
+        "release_us": min(r for _, r in runs) / ops * 1e6,
+        "pair_us": min(a + r for a, r in runs) / ops * 1e6,
     }
 
 
+def bench_ports(blocks: int, scan_blocks: int, repeats: int, seed: int) -> dict[str, Any]:
+    """Ours vs the linear scan at 50/90/99 % occupancy, without and with quarantine."""
+    low, high = 30000, 32000
+    size = high - low + 1
+    warmup = 2 * size // BLOCK
+    rows: list[dict[str, Any]] = []
+    # With quarantine, a block every ``quarantine_s``: the ports released in one block mature just
+    # as the next starts, so BLOCK ports sit in quarantine and every port goes through it.
+    for quarantine_s, period in ((0.0, 1.0), (2.0, 2.0)):
+        for occupancy in (0.50, 0.90, 0.99):
+            held = round(size * occupancy)
+            ours = churn(
+                PortAllocator(low, high, quarantine_s=quarantine_s),
+                held,
+                warmup,
+                blocks,
+                repeats,
+                period,
+                seed,
+            )
+            scan = churn(
+                LinearScanAllocator(low, high, quarantine_s), held, warmup, scan_blocks, repeats, period, seed
+            )
+            rows.append(
+                {
+                    "occupancy": occupancy,
+                    "held": held,
+                    "quarantine_s": quarantine_s,
+                    "ours": ours,
+                    "scan": scan,
+                    "allocate_ratio": scan["allocate_us"] / ours["allocate_us"],
+                    "pair_ratio": scan["pair_us"] / ours["pair_us"],
+                }
+            )
+    empty = churn(EmptyAllocator(), round(size * 0.99), warmup, blocks, repeats, 1.0, seed)
+    for q in (0.0, 2.0):
+        sel = [r for r in rows if r["quarantine_s"] == q]
+        for r in sel:
+            r["ours_allocate_vs_50pct"] = r["ours"]["allocate_us"] / sel[0]["ours"]["allocate_us"]
+            r["ours_pair_vs_50pct"] = r["ours"]["pair_us"] / sel[0]["ours"]["pair_us"]
+            r["scan_allocate_vs_50pct"] = r["scan"]["allocate_us"] / sel[0]["scan"]["allocate_us"]
+    return {
+        "range": [low, high],
+        "size": size,
+        "block": BLOCK,
+        "blocks": blocks,
+        "scan_blocks": scan_blocks,
+        "repeats": repeats,
+        "empty_loop": empty,
+        "rows": rows,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# report
+
+
+def yes_no(ok: bool) -> str:
+    """Markdown for a met / missed target."""
+    return "yes" if ok else "**no**"
+
+
+def report(graph: list[dict[str, Any]], ports: dict[str, Any]) -> str:
+    """The Markdown tables, targets and their status."""
+    big, small = graph
+    out: list[str] = []
+    add = out.append
+    add(
+        "**Dependency resolution.** `graph.build(spec).waves()` (check, freeze, compute the waves) on "
+        "a random DAG (each edge's dependency drawn among earlier services, services declared in "
+        "shuffled order), against networkx building a `DiGraph` from the same spec and listing "
+        "`topological_generations`, and against the quadratic loop quoted in the analysis (4.1: "
+        "every phase rescans all remaining services for those whose dependencies are deployed). "
+        f"Best of {big['repeats']}, sides interleaved, GC off while timed; all give the same waves.\n"
+    )
+    add(
+        "| services | edges | waves | build + waves | networkx | quadratic loop "
+        "| ours / networkx | loop / ours |"
+    )
+    add("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in graph:
+        quad = f"{r['quadratic_s'] * 1e3:,.0f} ms" if "quadratic_s" in r else "—"
+        quad_ratio = f"{r['quadratic_over_ours']:,.0f}x" if "quadratic_s" in r else "—"
+        add(
+            f"| {r['services']:,} | {r['edges']:,} | {r['waves']} | {r['ours_s'] * 1e3:,.0f} ms "
+            f"| {r['networkx_s'] * 1e3:,.0f} ms | {quad} | {r['ours_over_networkx']:.2f} | {quad_ratio} |"
+        )
+    add("")
+    rows = ports["rows"]
+    empty = ports["empty_loop"]
+    add(
+        f"**Port allocation.** `PortAllocator` over {ports['range'][0]}-{ports['range'][1]} "
+        f"({ports['size']:,} ports, the default range) pre-filled to each occupancy, then blocks of "
+        f"{ports['block']} allocations followed by {ports['block']} releases of held ports picked at "
+        "random (same seed on both sides), so occupancy stays put; against the linear scan quoted in "
+        "the analysis (4.2: walk the range from its start to the first port not allocated, and, with "
+        "quarantine, not released less than the quarantine ago). With quarantine a block comes "
+        "every 2 s, so every port released waits out the full quarantine. Best of "
+        f"{ports['repeats']} runs of {ports['blocks'] * ports['block']:,} operations "
+        f"({ports['scan_blocks'] * ports['block']:,} for the scan) after a warm-up. No bind probe on "
+        "either side: the OS `bind()` that `runtime` injects as `is_free` is a syscall per port "
+        "tried and is excluded. The empty loop (a no-op allocator) costs "
+        f"{empty['allocate_us']:.3f} µs per allocate and {empty['release_us']:.3f} µs per release, "
+        "included on both sides.\n"
+    )
+    add(
+        "| occupancy | quarantine | ours: allocate / release µs | linear scan: allocate / release µs "
+        "| scan / ours, allocate | scan / ours, allocate + release "
+        "| ours allocate vs 50 % | scan allocate vs 50 % |"
+    )
+    add("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        o, sc = r["ours"], r["scan"]
+        add(
+            f"| {r['occupancy']:.0%} | {r['quarantine_s']:g} s "
+            f"| {o['allocate_us']:.2f} / {o['release_us']:.2f} "
+            f"| {sc['allocate_us']:.1f} / {sc['release_us']:.2f} "
+            f"| {r['allocate_ratio']:,.0f}x | {r['pair_ratio']:,.0f}x "
+            f"| {r['ours_allocate_vs_50pct']:.2f} | {r['scan_allocate_vs_50pct']:.2f} |"
+        )
+    add("")
+    at99 = next(r for r in rows if r["occupancy"] == 0.99 and r["quarantine_s"] == 0)
+    flat = max(max(r["ours_allocate_vs_50pct"], r["ours_pair_vs_50pct"]) for r in rows)
+    add("| target | measured | met |")
+    add("|---|---|---|")
+    add(
+        f"| {big['services']:,} services / {big['edges']:,} edges resolved in ≤ {GRAPH_TARGET_S:g} s "
+        f"| {big['ours_s']:.3f} s | {yes_no(big['ours_s'] <= GRAPH_TARGET_S)} |"
+    )
+    add(
+        f"| ours / networkx ≤ {NX_RATIO_TARGET:.1f} at {big['services']:,} services "
+        f"| {big['ours_over_networkx']:.2f} | {yes_no(big['ours_over_networkx'] <= NX_RATIO_TARGET)} |"
+    )
+    add(
+        f"| against the quadratic loop at {small['services']:,} services (no figure set) "
+        f"| {small['quadratic_over_ours']:,.0f}x faster | — |"
+    )
+    add(
+        f"| linear scan / ours ≥ {PORT_RATIO_TARGET:g}x at 99 % occupancy, per allocation "
+        f"| {at99['allocate_ratio']:,.0f}x | {yes_no(at99['allocate_ratio'] >= PORT_RATIO_TARGET)} |"
+    )
+    add(
+        f"| the same, per allocate + release pair | {at99['pair_ratio']:,.0f}x "
+        f"| {yes_no(at99['pair_ratio'] >= PORT_RATIO_TARGET)} |"
+    )
+    add(
+        "| flat cost across occupancy (ours at 90 and 99 % over 50 %, allocate and pair, "
+        f"both quarantine settings; within 25 %) | at most {flat:.2f}x | {yes_no(flat <= 1.25)} |"
+    )
+    add("")
+    ours99, scan99 = at99["ours"], at99["scan"]
+    add(
+        f"Reading it: the quadratic loop costs services x waves ({small['waves']} passes over "
+        f"{small['services']:,} services here; a chain would make it truly quadratic). The linear scan pays "
+        "in `allocate` only, about one dict lookup per port below the first free one, so its cost grows "
+        "with occupancy while ours stays flat; `release` is a few dict operations on both sides. A whole "
+        f"pair of ours costs {ours99['pair_us']:.2f} µs at 99 % "
+        f"({empty['allocate_us'] + empty['release_us']:.2f} µs of it the loop and the two calls), "
+        "which is what caps the pair ratio at this range size: "
+        f"the scan's {scan99['allocate_us']:.0f} µs at 99 % of {ports['size']:,} ports is "
+        f"{at99['pair_ratio']:,.0f} such pairs."
+    )
+    return "\n".join(out) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run both benchmarks, print Markdown, write JSON."""
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000, 100_000])
-    ap.add_argument("--pairs", type=int, default=100_000)
+    """Run both benchmarks, print Markdown, write JSON and (full runs) the docs section."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="smoke run: small sizes, no docs rewrite")
+    ap.add_argument("--services", type=int, default=100_000)
+    ap.add_argument("--edges", type=int, default=300_000)
+    ap.add_argument("--small", type=int, default=5_000, help="size compared with the quadratic loop")
+    ap.add_argument("--repeats", type=int, default=5, help="graph: best of this many runs")
+    ap.add_argument("--port-repeats", type=int, default=7, help="ports: best of this many runs")
+    ap.add_argument("--blocks", type=int, default=10_000, help=f"timed blocks of {BLOCK} ops, PortAllocator")
+    ap.add_argument("--scan-blocks", type=int, default=400, help=f"timed blocks of {BLOCK} ops, linear scan")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--json", type=Path, default=None, help=f"default {OUT.relative_to(HERE.parent)}")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.services, args.edges, args.small = 10_000, 30_000, 1_000
+        args.repeats, args.port_repeats, args.blocks, args.scan_blocks = 2, 2, 500, 50
+    out_path = args.json or (QUICK_OUT if args.quick else OUT)
 
-    graph_rows = bench_graph(args.sizes, args.seed)
-    ports = bench_ports(args.pairs)
+    graph = bench_graph(args.services, args.edges, args.small, args.repeats, args.seed)
+    ports = bench_ports(args.blocks, args.scan_blocks, args.port_repeats, args.seed)
+    machine = machine_line()
+    body = report(graph, ports)
+    print(machine + "\n")
+    print(body)
 
-    print("### graph.build + waves (random DAG, <=3 deps per node)\n")
-    print(
-        "| nodes | edges | build+waves ms | µs/node | per-node cost vs smallest "
-        "| networkx ms | networkx / ours |"
-    )
-    print("|---:|---:|---:|---:|---:|---:|---:|")
-    for r in graph_rows:
-        nx_ms = f"{r['networkx_s'] * 1e3:.1f}" if "networkx_s" in r else "n/a"
-        nx_ratio = f"{r['networkx_s'] / r['ours_s']:.2f}x" if "networkx_s" in r else "n/a"
-        print(
-            f"| {int(r['nodes']):,} | {int(r['edges']):,} | {r['ours_s'] * 1e3:.1f} | {r['us_per_node']:.2f} "
-            f"| {r['per_node_vs_smallest']:.2f}x | {nx_ms} | {nx_ratio} |"
-        )
-    print(f"\n### PortAllocator: {ports['pairs']:,} allocate/release pairs, {ports['range']:,}-port range")
-    print(f"(working set {ports['working_set']:,} held, quarantine {ports['quarantine_s']:g}s)\n")
-    print("| allocator | total s | µs/pair | ratio |")
-    print("|---|---:|---:|---:|")
-    print(
-        f"| PortAllocator (O(1) free set + quarantine FIFO) | {ports['ours_s']:.3f} | "
-        f"{ports['ours_us_per_pair']:.2f} | 1.00x |"
-    )
-    print(
-        f"| naive linear scan | {ports['naive_s']:.3f} | {ports['naive_us_per_pair']:.2f} | "
-        f"{ports['speedup']:.1f}x slower |"
-    )
-
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(
-        json.dumps(
-            {
-                "python": sys.version.split()[0],
-                "platform": platform.platform(),
-                "graph": graph_rows,
-                "ports": ports,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
-    print(f"\nwrote {OUT}")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    result = {
+        "machine": machine,
+        "cores": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "quick": args.quick,
+        "graph": graph,
+        "ports": ports,
+    }
+    out_path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out_path}")
+    if not args.quick:
+        write_section(HEADING, machine + "\n\n" + body)
+        print(f"rewrote the pure-core section of {Path('docs') / 'benchmarks.md'}")
     return 0
 
 
