@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from itertools import accumulate
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.metrics_core import (
@@ -83,8 +82,17 @@ def _le(bounds: tuple[float, ...]) -> tuple[str, ...]:
     return les
 
 
-def _add_histogram(family: HistogramMetricFamily, labels: list[str], h: HistogramView) -> None:
-    family.add_metric(labels, list(zip(_le(h.bounds), accumulate(h.counts), strict=True)), h.sum)
+def _add_histogram(family: Metric, labels: dict[str, str], h: HistogramView) -> None:
+    """Append one histogram's samples as ``HistogramMetricFamily.add_metric`` would: cumulative
+    ``_bucket`` samples ending at ``+Inf``, then ``_count`` (the ``+Inf`` bucket) and ``_sum``."""
+    name = family.name
+    bucket = name + "_bucket"
+    total = 0
+    for le, n in zip(_le(h.bounds), h.counts, strict=True):
+        total += n
+        family.add_sample(bucket, {**labels, "le": le}, total)
+    family.add_sample(name + "_count", labels, total)
+    family.add_sample(name + "_sum", labels, h.sum)
 
 
 class MetricsCollector(Collector):
@@ -136,49 +144,56 @@ class MetricsCollector(Collector):
         view = self._recorder.view()
         f = _Families()
 
+        # One label dict per service / replica, shared by its samples in every family: the
+        # exposition only reads them, and this halves the collector's own cost per sample.
+        up, ready, desired, restarts = f.up, f.ready, f.desired, f.restarts
+        up_n, ready_n, desired_n, restarts_n = up.name, ready.name, desired.name, restarts.name + "_total"
         for s in services:
-            f.up.add_metric([s.name, s.state], 1.0)
-            f.ready.add_metric([s.name], s.ready)
-            f.desired.add_metric([s.name], s.desired)
-            f.restarts.add_metric([s.name], s.restarts)
+            labels = {"service": s.name}
+            up.add_sample(up_n, {"service": s.name, "state": s.state}, 1.0)
+            ready.add_sample(ready_n, labels, s.ready)
+            desired.add_sample(desired_n, labels, s.desired)
+            restarts.add_sample(restarts_n, labels, s.restarts)
 
         shown = set(names) if omitted else None
         replicas = [r for r in snap.replicas if shown is None or r.service in shown]
+        procs = self._sampler.sample(r.pid for r in replicas if r.pid is not None) if self._sampler else {}
+        rr, cpu, mem, fds = f.replica_restarts, f.cpu, f.mem, f.fds
+        rr_n, cpu_n, mem_n, fds_n = rr.name + "_total", cpu.name, mem.name, fds.name
         for r in replicas:
-            f.replica_restarts.add_metric([r.service, str(r.index)], r.restarts)
-        if self._sampler is not None:
-            procs = self._sampler.sample(r.pid for r in replicas if r.pid is not None)
-            for r in replicas:
-                p = procs.get(r.pid) if r.pid is not None else None
-                if p is None:
-                    continue
-                labels = [r.service, str(r.index)]
-                if p.cpu_percent is not None:
-                    f.cpu.add_metric(labels, p.cpu_percent)
-                f.mem.add_metric(labels, p.memory_bytes)
-                f.fds.add_metric(labels, p.open_files)
+            labels = {"service": r.service, "replica": str(r.index)}
+            rr.add_sample(rr_n, labels, r.restarts)
+            p = procs.get(r.pid) if r.pid is not None else None
+            if p is None:
+                continue
+            if p.cpu_percent is not None:
+                cpu.add_sample(cpu_n, labels, p.cpu_percent)
+            mem.add_sample(mem_n, labels, p.memory_bytes)
+            fds.add_sample(fds_n, labels, p.open_files)
 
         for lv in snap.levels:
-            labels = [lv.node, lv.pool or "", lv.resource]
-            f.capacity.add_metric(labels, lv.capacity)
-            f.allocated.add_metric(labels, lv.allocated)
-            f.utilization.add_metric(labels, lv.utilization)
+            labels = {"node": lv.node, "pool": lv.pool or "", "resource": lv.resource}
+            f.capacity.add_sample(f.capacity.name, labels, lv.capacity)
+            f.allocated.add_sample(f.allocated.name, labels, lv.allocated)
+            f.utilization.add_sample(f.utilization.name, labels, lv.utilization)
         f.queue.add_metric([], snap.queue_length)
         f.lag.add_metric([], snap.loop_lag_s)
 
         for outcome, n in sorted(view.deployments.items()):
             f.deployments.add_metric([outcome], n)
-        _add_histogram(f.deploy_duration, [], view.deploy_duration)
+        _add_histogram(f.deploy_duration, {}, view.deploy_duration)
+        pf, ps = f.probe_failures, f.probe_success
+        pf_n, ps_n = pf.name + "_total", ps.name
         for sv in view.services:
             if sv.ready_latency is not None:
-                _add_histogram(f.ready_latency, [sv.name], sv.ready_latency)
+                _add_histogram(f.ready_latency, {"service": sv.name}, sv.ready_latency)
             for pv in sv.probes:
-                labels = [sv.name, pv.probe]
+                labels = {"service": sv.name, "probe": pv.probe}
                 if pv.duration is not None:
                     _add_histogram(f.probe_duration, labels, pv.duration)
-                f.probe_failures.add_metric(labels, pv.failures)
+                pf.add_sample(pf_n, labels, pv.failures)
                 if pv.last_ok is not None:
-                    f.probe_success.add_metric(labels, 1.0 if pv.last_ok else 0.0)
+                    ps.add_sample(ps_n, labels, 1.0 if pv.last_ok else 0.0)
         f.restarts_all.add_metric([], view.restarts)
         f.dropped.add_metric([], view.dropped_series)
         f.omitted.add_metric([], omitted)
