@@ -12,7 +12,7 @@ without records leave no point (the rings store (slot, mean, max) and skip gaps)
 further back than 10 min / 24 h when a key is recorded sparsely.
 
 Bounds (H12): a ring grows to its capacity and then overwrites its oldest point; values are float32
-and slots int32 (12 bytes a point), so a key costs at most ~24 KiB. At most ``max_keys`` keys (default
+and slots int32 offsets (12 bytes a point), so a key costs at most ~24 KiB. At most ``max_keys`` keys (default
 1024, ~24 MiB when every key holds a full day); a key not recorded for ``retention_s`` (default
 600 s) is dropped. When the table is full of live keys, a new key is refused, counted in ``dropped``
 and one warning is logged per history.
@@ -56,10 +56,13 @@ class Point(NamedTuple):
 class _Ring:
     """Fixed-capacity ring of (slot, mean, max); grows to capacity, then overwrites the oldest."""
 
-    __slots__ = ("_head", "capacity", "maxs", "means", "slots")
+    __slots__ = ("_head", "base", "capacity", "maxs", "means", "slots")
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
+        # Slots are stored as int32 offsets from the first one, so any clock origin fits
+        # (68 years of seconds from a key's first record).
+        self.base = 0
         self.slots = array("i")
         self.means = array("f")
         self.maxs = array("f")
@@ -72,7 +75,7 @@ class _Ring:
         return (self._head - 1) % len(self.slots)
 
     def last_slot(self) -> int | None:
-        return self.slots[self._last()] if self.slots else None
+        return self.base + self.slots[self._last()] if self.slots else None
 
     def set_last(self, mean: float, mx: float) -> None:
         i = self._last()
@@ -80,6 +83,9 @@ class _Ring:
         self.maxs[i] = mx
 
     def append(self, slot: int, mean: float, mx: float) -> None:
+        if not self.slots:
+            self.base = slot
+        slot -= self.base
         if len(self.slots) < self.capacity:
             self.slots.append(slot)
             self.means.append(mean)
@@ -95,13 +101,14 @@ class _Ring:
     def points(self, since_slot: int, width: float) -> list[Point]:
         n = len(self.slots)
         out: list[Point] = []
+        since_slot -= self.base
         # Newest first, stop at the first point older than since_slot, then reverse.
         for k in range(n):
             i = (self._head - 1 - k) % n
             s = self.slots[i]
             if s < since_slot:
                 break
-            out.append(Point(s * width, self.means[i], self.maxs[i]))
+            out.append(Point((self.base + s) * width, self.means[i], self.maxs[i]))
         out.reverse()
         return out
 

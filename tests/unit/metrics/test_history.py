@@ -94,6 +94,15 @@ def test_since_and_gaps() -> None:
     assert h.series("unknown", 0) == []
 
 
+def test_any_clock_origin_fits() -> None:
+    h = History()
+    t0 = 1e11  # far past int32 seconds: slots are stored as offsets from the first
+    h.record("k", 1.0, t0)
+    h.record("k", 2.0, t0 + 61)
+    assert h.series("k", t0) == [Point(t0, 1.0, 1.0), Point(t0 + 61, 2.0, 2.0)]
+    assert [p.t for p in h.series("k", t0 + 60, COARSE_S)] == [math.floor((t0 + 61) / 60) * 60]
+
+
 def test_only_two_resolutions() -> None:
     with pytest.raises(ValueError, match="resolution"):
         History().series("k", 0, 10.0)
