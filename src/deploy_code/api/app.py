@@ -1,21 +1,62 @@
-"""FastAPI routes over the orchestrator. Errors leave as problem+json carrying our codes."""
+"""FastAPI routes over the orchestrator: one per CLI command, each with the least role it needs.
+
+=====================================  ========  ==================================================
+route                                  role      what
+=====================================  ========  ==================================================
+GET  /v1/health                        viewer    liveness of the orchestrator and its phase
+GET  /v1/status                        viewer    what ``status`` shows (+ ``api``: listeners, token names)
+GET  /v1/outcome                       viewer    the deployment outcome (waits until known)
+GET  /v1/services[/{name}]             viewer    per-service state and replicas
+GET  /v1/logs/{service}                viewer    output lines; ``follow=true`` streams text
+GET  /v1/events                        viewer    stored events; ``follow=true`` streams NDJSON
+GET  /v1/deployments                   viewer    one row per ``up``, newest first
+GET  /metrics                          viewer    Prometheus text exposition
+GET  /openapi.json                     viewer    this API's OpenAPI document
+POST /v1/restart, /v1/stop, /v1/scale  operator  change services
+POST /v1/down                          admin     stop everything and end the orchestrator
+=====================================  ========  ==================================================
+
+On the unix socket every caller is admin (see :mod:`.auth`). Errors are problem+json (:mod:`.problems`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import inspect
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi import Depends, FastAPI, Query
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from deploy_code import __version__
+from deploy_code.api.auth import require
+from deploy_code.api.events import NDJSON, follow_events
+from deploy_code.api.problems import PROBLEM, Problem, install_problem_handlers
+from deploy_code.api.tokens import TokenSet
 from deploy_code.errors import DeployCodeError, ErrorCode
+from deploy_code.metrics import CONTENT_TYPE
 from deploy_code.supervisor import Orchestrator
 
 __all__ = ["create_app"]
 
-_STATUS_BY_CODE = {ErrorCode.S001: 404, ErrorCode.E002: 400, ErrorCode.S004: 409, ErrorCode.S003: 409}
-MAX_LOG_LINES = 10_000  # per request; `logs -n` beyond this is refused
+MAX_LOG_LINES = 10_000  # per replica and request; more is refused (422)
+MAX_EVENTS = 10_000  # rows one request may return (the store's own cap); page with after_id
+MAX_DEPLOYMENTS = 1_000  # rows one request may return
+MAX_REPLICAS = 10_000  # same bound as the file's `replicas`
+
+viewer = Depends(require("viewer"))
+operator = Depends(require("operator"))
+admin = Depends(require("admin"))
+
+
+def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the problem+json replies a route can give (auth ones always)."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in sorted({401, 403, 422, *statuses}):
+        out[status] = {"model": Problem, "content": {PROBLEM: {}}, "description": "a problem (see code)"}
+    return out
 
 
 class ServicesBody(BaseModel):
@@ -25,60 +66,185 @@ class ServicesBody(BaseModel):
     timeout: float | None = Field(default=None, ge=0, le=3600)
 
 
+class ScaleBody(BaseModel):
+    """Run ``replicas`` replicas of ``service``."""
+
+    service: str = Field(min_length=1, max_length=200)
+    replicas: int = Field(ge=0, le=MAX_REPLICAS)
+    timeout: float | None = Field(default=None, ge=0, le=3600)
+
+
 class DownBody(BaseModel):
     """``down`` options."""
 
     timeout: float | None = Field(default=None, ge=0, le=3600)
 
 
-def create_app(orch: Orchestrator) -> FastAPI:
-    """Build the app bound to one orchestrator."""
-    app = FastAPI(title="deploy-code", version=__version__)
+class Health(BaseModel):
+    """The orchestrator answers; ``phase`` is starting, running, stopping or stopped."""
 
-    @app.exception_handler(DeployCodeError)
-    async def _problem(_: Request, exc: DeployCodeError) -> JSONResponse:
-        return JSONResponse(
-            exc.to_dict(),
-            status_code=_STATUS_BY_CODE.get(exc.code, 422),
-            media_type="application/problem+json",
-        )
+    ok: bool
+    phase: str
 
-    @app.get("/v1/health")
-    async def health() -> dict[str, object]:
-        return {"ok": True, "phase": orch.phase}
 
-    @app.get("/v1/status")
-    async def status() -> dict[str, object]:
-        return orch.status()
+class Failure(BaseModel):
+    """A service that did not get ready, and why."""
 
-    @app.get("/v1/outcome")
-    async def outcome() -> dict[str, object]:
+    service: str
+    reason: str
+
+
+class Outcome(BaseModel):
+    """How the deployment went: ready or failed."""
+
+    outcome: str
+    duration_s: float
+    failures: list[Failure]
+
+
+class ServiceList(BaseModel):
+    """Every deployed service, in file order."""
+
+    services: list[dict[str, Any]]
+
+
+class Restarted(BaseModel):
+    """Replica ids restarted."""
+
+    restarted: list[str]
+
+
+class Stopped(BaseModel):
+    """Replica ids stopped."""
+
+    stopped: list[str]
+
+
+class Scaled(BaseModel):
+    """The new count and the replica ids added or removed."""
+
+    service: str
+    replicas: int
+    added: list[str]
+    removed: list[str]
+
+
+class Down(BaseModel):
+    """Everything was stopped; the orchestrator ends."""
+
+    down: bool
+
+
+class EventList(BaseModel):
+    """Stored events, oldest first, each with its row ``id`` (pass the last as ``after_id``)."""
+
+    events: list[dict[str, Any]]
+
+
+class DeploymentList(BaseModel):
+    """One row per ``up``, newest first."""
+
+    deployments: list[dict[str, Any]]
+
+
+_TEXT_200: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "text"}
+}
+
+
+def create_app(
+    orch: Orchestrator,
+    *,
+    tokens: TokenSet | None = None,
+    describe: Callable[[], dict[str, object]] | None = None,
+) -> FastAPI:
+    """Build the app bound to one orchestrator.
+
+    Args:
+        orch: the orchestrator the routes read and control.
+        tokens: the accepted tokens (TCP); None on the unix socket, whose caller is admin.
+        describe: listeners and token names for ``/v1/status`` (``api``); never tokens.
+    """
+    app = FastAPI(
+        title="deploy-code",
+        version=__version__,
+        openapi_url=None,  # served below, behind the viewer role
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.tokens = tokens
+    install_problem_handlers(app)
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[viewer])
+    async def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/v1/health", dependencies=[viewer], responses=_problems())
+    async def health() -> Health:
+        return Health(ok=True, phase=orch.phase)
+
+    @app.get("/v1/status", dependencies=[viewer], responses=_problems())
+    async def status() -> dict[str, Any]:
+        doc: dict[str, Any] = dict(orch.status())
+        doc["api"] = describe() if describe is not None else {}
+        return doc
+
+    @app.get("/v1/outcome", dependencies=[viewer], responses=_problems())
+    async def outcome() -> Outcome:
         result = await orch.wait_outcome()
-        return {
-            "outcome": result.outcome,
-            "duration_s": result.duration_s,
-            "failures": [{"service": n, "reason": why} for n, why in result.failures],
-        }
+        failures = [Failure(service=n, reason=why) for n, why in result.failures]
+        return Outcome(outcome=result.outcome, duration_s=result.duration_s, failures=failures)
 
-    @app.post("/v1/restart")
-    async def restart(body: ServicesBody) -> dict[str, object]:
-        return {"restarted": orch.restart(body.services)}
+    @app.get("/v1/services", dependencies=[viewer], responses=_problems())
+    async def services() -> ServiceList:
+        return ServiceList(services=[svc.snapshot() for svc in orch.services.values()])
 
-    @app.post("/v1/stop")
-    async def stop(body: ServicesBody) -> dict[str, object]:
-        return {"stopped": await orch.stop_services(body.services, body.timeout)}
+    @app.get("/v1/services/{name}", dependencies=[viewer], responses=_problems(404))
+    async def service(name: str) -> dict[str, Any]:
+        svc = orch.services.get(name)
+        if svc is None:
+            known = ", ".join(sorted(orch.services)) or "none"
+            raise DeployCodeError(
+                f"service {name!r} is not deployed", code=ErrorCode.S001, hint=f"deployed services: {known}"
+            )
+        return svc.snapshot()
 
-    @app.post("/v1/down")
-    async def down(body: DownBody) -> dict[str, object]:
+    @app.post("/v1/restart", dependencies=[operator], responses=_problems(404))
+    async def restart(body: ServicesBody) -> Restarted:
+        return Restarted(restarted=orch.restart(body.services))
+
+    @app.post("/v1/stop", dependencies=[operator], responses=_problems(404))
+    async def stop(body: ServicesBody) -> Stopped:
+        return Stopped(stopped=await orch.stop_services(body.services, body.timeout))
+
+    @app.post("/v1/scale", dependencies=[operator], responses=_problems(400, 404, 409, 501))
+    async def scale(body: ScaleBody) -> Scaled:
+        method = getattr(orch, "scale", None)
+        if method is None:
+            raise DeployCodeError("this orchestrator cannot scale services", code=ErrorCode.S008)
+        done = method(body.service, body.replicas, body.timeout)
+        doc = await done if inspect.isawaitable(done) else done
+        return Scaled.model_validate(doc)
+
+    @app.post("/v1/down", dependencies=[admin], responses=_problems())
+    async def down(body: DownBody) -> Down:
         orch.request_down(body.timeout)
         await orch.wait_finished()
-        return {"down": True}
+        return Down(down=True)
 
-    @app.get("/v1/logs/{service}", response_model=None)
+    @app.get(
+        "/v1/logs/{service}",
+        response_model=None,
+        dependencies=[viewer],
+        responses={**_TEXT_200, **_problems(404)},
+    )
     async def logs(
-        service: str, lines: int = 100, replica: int | None = None, follow: bool = False
+        service: str,
+        lines: int = Query(100, ge=0, le=MAX_LOG_LINES),
+        replica: int | None = Query(None, ge=0),
+        follow: bool = False,
     ) -> PlainTextResponse | StreamingResponse:
-        lines = max(0, min(lines, MAX_LOG_LINES))
+        """Output lines, prefixed with the replica id; ``follow=true`` keeps streaming new ones."""
         past = await orch.logs(service, lines, replica)
         if not follow:
             return PlainTextResponse("".join(f"{line}\n" for line in past))
@@ -90,5 +256,55 @@ def create_app(orch: Orchestrator) -> FastAPI:
                 yield f"{line}\n"
 
         return StreamingResponse(stream(), media_type="text/plain")
+
+    @app.get(
+        "/v1/events",
+        response_model=None,
+        dependencies=[viewer],
+        responses={
+            200: {
+                "model": EventList,
+                "content": {NDJSON: {"schema": {"type": "string"}}},
+                "description": "a JSON list, or with follow=true one JSON object per line",
+            },
+            **_problems(),
+        },
+    )
+    async def events(
+        limit: int = Query(100, ge=1, le=MAX_EVENTS),
+        service: str | None = None,
+        kind: str | None = Query(None, max_length=200),
+        after_id: int | None = Query(None, ge=0),
+        follow: bool = False,
+    ) -> EventList | StreamingResponse:
+        """Stored events, oldest first; ``follow=true`` streams NDJSON until the orchestrator ends."""
+        if follow:
+            return StreamingResponse(follow_events(orch, limit, service, kind, after_id), media_type=NDJSON)
+        # The store flushes its write queue before reading: off the loop.
+        rows = await asyncio.to_thread(
+            orch.store.events, limit=limit, service=service, kind=kind, after_id=after_id
+        )
+        return EventList(events=[row.to_dict() for row in rows])
+
+    @app.get("/v1/deployments", dependencies=[viewer], responses=_problems())
+    async def deployments(limit: int = Query(20, ge=1, le=MAX_DEPLOYMENTS)) -> DeploymentList:
+        rows = await asyncio.to_thread(orch.store.deployments, limit)
+        return DeploymentList(deployments=[row.to_dict() for row in rows])
+
+    @app.get(
+        "/metrics",
+        dependencies=[viewer],
+        response_class=PlainTextResponse,
+        responses={**_TEXT_200, **_problems(501)},
+    )
+    async def metrics() -> Response:
+        """Prometheus text exposition of the live state."""
+        render = getattr(orch, "metrics_text", None)
+        if render is None:
+            raise DeployCodeError("this orchestrator does not export metrics", code=ErrorCode.S008)
+        text = render()
+        if inspect.isawaitable(text):
+            text = await text
+        return Response(text, media_type=CONTENT_TYPE)
 
     return app

@@ -1,4 +1,10 @@
-"""A unix-socket listener that loads FastAPI + uvicorn on the first connection."""
+"""Listeners that load FastAPI + uvicorn on their first connection: the unix socket, and TCP.
+
+Both bind at start-up (so a busy port or an unusable path is reported by ``up``), then wait for the
+socket to become readable before importing the HTTP stack. Each listener gets its own uvicorn server
+and app: the unix socket's app trusts its caller (mode 0600) as admin; the TCP app checks bearer
+tokens and roles, and speaks TLS when ``api.tls`` is set.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +14,26 @@ import importlib
 import logging
 import os
 import socket
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from deploy_code.errors import NetworkError
+
 if TYPE_CHECKING:
+    import ssl
+
+    from deploy_code.api.listener import TcpPlan
+    from deploy_code.api.tokens import TokenSet
     from deploy_code.supervisor import Orchestrator
 
-__all__ = ["SOCKET_NAME", "LazyApiServer"]
+__all__ = ["SOCKET_NAME", "LazyApiServer", "TcpApiServer"]
 
 SOCKET_NAME = "api.sock"
+BACKLOG = 128  # pending connections per listener before the kernel refuses more
 log = logging.getLogger("deploy_code.api")
+
+Describe = Callable[[], dict[str, object]]
 
 
 class LazyApiServer:
@@ -27,14 +42,14 @@ class LazyApiServer:
     Args:
         path: the socket path (inside the 0700 state directory).
         orch: the orchestrator the routes control.
+        describe: the listeners and token names, added to ``/v1/status`` as ``api``.
     """
 
-    def __init__(self, path: Path, orch: Orchestrator) -> None:
+    def __init__(self, path: Path, orch: Orchestrator, describe: Describe | None = None) -> None:
         self.path = path
         self.orch = orch
+        self.describe = describe
         self._sock: socket.socket | None = None
-        self._server: Any = None
-        self._wake = asyncio.Event()
 
     def bind(self) -> None:
         """Create the listening socket. A stale socket file from a dead orchestrator is replaced."""
@@ -47,7 +62,7 @@ class LazyApiServer:
         finally:
             os.umask(old)
         os.chmod(self.path, 0o600)
-        sock.listen(128)
+        sock.listen(BACKLOG)
         sock.setblocking(False)
         self._sock = sock
 
@@ -56,36 +71,7 @@ class LazyApiServer:
         if self._sock is None:
             self.bind()
         assert self._sock is not None
-        loop = asyncio.get_running_loop()
-        loop.add_reader(self._sock.fileno(), self._wake.set)
-        try:
-            await self._wake.wait()
-        finally:
-            loop.remove_reader(self._sock.fileno())
-        # Imports run in a thread so the loop keeps supervising while ~250 ms of modules load.
-        uvicorn = await asyncio.to_thread(importlib.import_module, "uvicorn")
-        app_mod = await asyncio.to_thread(importlib.import_module, "deploy_code.api.app")
-        config = uvicorn.Config(
-            app_mod.create_app(self.orch),
-            lifespan="off",
-            log_level="warning",
-            access_log=False,
-            date_header=False,  # no per-tick refresh: we do not run uvicorn's 100 ms main loop
-            timeout_graceful_shutdown=5,
-        )
-        config.load()
-        server = uvicorn.Server(config)
-        server.lifespan = config.lifespan_class(config)  # what Server.serve() would set before startup()
-        server.server_state.default_headers = list(config.encoded_headers)
-        self._server = server
-        # startup() creates the asyncio server on our socket; the waiting client is accepted there.
-        await server.startup(sockets=[self._sock])
-        try:
-            await asyncio.Event().wait()
-        finally:
-            server.should_exit = True
-            with _quiet():
-                await server.shutdown(sockets=[self._sock])
+        await _serve_lazily(self._sock, self.orch, None, None, self.describe)
 
     def close(self) -> None:
         """Close and unlink the socket (idempotent)."""
@@ -94,6 +80,112 @@ class LazyApiServer:
             self._sock = None
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
+
+
+class TcpApiServer:
+    """The ``api.listen`` listener: bearer tokens and roles always, TLS when configured.
+
+    Args:
+        plan: the checked address, tokens and TLS context (:func:`~deploy_code.api.plan_tcp`).
+        orch: the orchestrator the routes control.
+        describe: the listeners and token names, added to ``/v1/status`` as ``api``.
+    """
+
+    def __init__(self, plan: TcpPlan, orch: Orchestrator, describe: Describe | None = None) -> None:
+        self.plan = plan
+        self.orch = orch
+        self.describe = describe
+        self._sock: socket.socket | None = None
+        self.address: tuple[str, int] | None = None
+
+    @property
+    def url(self) -> str:
+        """``http(s)://host:port`` with the bound port once :meth:`bind` ran."""
+        if self.address is None:
+            return self.plan.url
+        host = f"[{self.address[0]}]" if ":" in self.address[0] else self.address[0]
+        return f"{'https' if self.plan.ssl else 'http'}://{host}:{self.address[1]}"
+
+    def bind(self) -> None:
+        """Bind and listen now, so a busy or forbidden address fails ``up`` at once.
+
+        Raises:
+            NetworkError: E010 when the address cannot be bound, located at ``api.listen``.
+        """
+        plan = self.plan
+        try:
+            infos = socket.getaddrinfo(plan.host, plan.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+            family, _, _, _, addr = infos[0]
+            sock = socket.create_server(addr, family=family, backlog=BACKLOG)
+        except OSError as exc:
+            why = exc.strerror or str(exc)
+            raise NetworkError(
+                f"{plan.origin}: cannot listen on {plan.host}:{plan.port}: {why}",
+                location=plan.location,
+                hint="pick a free port (or 0 for any), or stop whatever holds this one",
+            ) from None
+        sock.setblocking(False)
+        self._sock = sock
+        host, port = sock.getsockname()[:2]
+        self.address = (str(host), int(port))
+
+    async def serve(self) -> None:
+        """Serve until cancelled. Loads the HTTP stack on the first pending connection."""
+        if self._sock is None:
+            self.bind()
+        assert self._sock is not None
+        await _serve_lazily(self._sock, self.orch, self.plan.tokens, self.plan.ssl, self.describe)
+
+    def close(self) -> None:
+        """Close the socket (idempotent)."""
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+
+async def _serve_lazily(
+    sock: socket.socket,
+    orch: Orchestrator,
+    tokens: TokenSet | None,
+    ssl_context: ssl.SSLContext | None,
+    describe: Describe | None,
+) -> None:
+    loop = asyncio.get_running_loop()
+    wake = asyncio.Event()
+    loop.add_reader(sock.fileno(), wake.set)
+    try:
+        await wake.wait()
+    finally:
+        loop.remove_reader(sock.fileno())
+    # Imports run in a thread so the loop keeps supervising while ~250 ms of modules load.
+    uvicorn = await asyncio.to_thread(importlib.import_module, "uvicorn")
+    app_mod = await asyncio.to_thread(importlib.import_module, "deploy_code.api.app")
+    config = uvicorn.Config(
+        app_mod.create_app(orch, tokens=tokens, describe=describe),
+        lifespan="off",
+        log_level="warning",
+        access_log=False,  # an access log would be one more place a request could leak from
+        date_header=False,  # no per-tick refresh: we do not run uvicorn's 100 ms main loop
+        timeout_graceful_shutdown=5,
+        ssl_context_factory=None if ssl_context is None else _fixed_context(ssl_context),
+    )
+    config.load()
+    server = uvicorn.Server(config)
+    server.lifespan = config.lifespan_class(config)  # what Server.serve() would set before startup()
+    server.server_state.default_headers = list(config.encoded_headers)
+    # startup() creates the asyncio server on our socket; the waiting client is accepted there.
+    await server.startup(sockets=[sock])
+    try:
+        await asyncio.Event().wait()
+    finally:
+        server.should_exit = True
+        with _quiet():
+            await server.shutdown(sockets=[sock])
+
+
+def _fixed_context(context: ssl.SSLContext) -> Callable[[Any, Any], ssl.SSLContext]:
+    # The context was built (and its files checked) at start-up by plan_tcp; uvicorn just uses it.
+    return lambda _config, _default: context
 
 
 @contextlib.contextmanager

@@ -199,12 +199,20 @@ def up(
     detach: Annotated[
         bool, typer.Option("--detach", "-d", help="Return once every service is ready.")
     ] = False,
+    listen: Annotated[
+        str | None,
+        typer.Option(
+            "--listen",
+            metavar="HOST:PORT",
+            help="Also serve the API on TCP (bearer tokens from api.tokens; TLS required off loopback).",
+        ),
+    ] = None,
     handshake_fd: Annotated[int | None, typer.Option(hidden=True)] = None,
 ) -> None:
     """Deploy the services (and their dependencies) and supervise them until Ctrl-C or `down`."""
     selected = list(services or [])
     if detach:
-        _guard(lambda: _up_detached(file, selected))
+        _guard(lambda: _up_detached(file, selected, listen))
         return
     from deploy_code.cli.up import PipeReporter, run_orchestrator
 
@@ -223,18 +231,21 @@ def up(
             from deploy_code.cli.display import PlainReporter
 
             reporter = PlainReporter()
-        result = asyncio.run(run_orchestrator(project, selected, reporter))
+        result = asyncio.run(run_orchestrator(project, selected, reporter, listen))
         if result.outcome == "failed":
             raise typer.Exit(1)
 
     _guard(run)
 
 
-def _up_detached(file: Path, selected: list[str]) -> None:
+def _up_detached(file: Path, selected: list[str], listen: str | None = None) -> None:
     from deploy_code.cli.up import detach
 
     project = _load(file)  # validate here, so errors print in this terminal
-    proc, read_fd = detach(project.path, project.state_dir, selected)
+    from deploy_code.api import plan_tcp
+
+    plan_tcp(project, os.environ, listen)  # a refused TCP listener is reported here, not in the log
+    proc, read_fd = detach(project.path, project.state_dir, selected, listen)
     failed = False
     got_outcome = False
     with os.fdopen(read_fd, "rb") as pipe:

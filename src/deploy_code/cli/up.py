@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from deploy_code.api import SOCKET_NAME, LazyApiServer
+from deploy_code.api import SOCKET_NAME, LazyApiServer, TcpApiServer, TcpPlan, plan_tcp
 from deploy_code.config import Project
 from deploy_code.errors import DeployCodeError, ErrorCode, StartError
 from deploy_code.events import Event, ReplicaState
@@ -57,12 +57,38 @@ def failure_details(orch: Orchestrator, result: DeployOutcome) -> list[dict[str,
     return out
 
 
-async def run_orchestrator(project: Project, selected: Sequence[str], reporter: Reporter) -> DeployOutcome:
+def api_description(socket_path: Path, tcp: TcpApiServer | None, plan: TcpPlan | None) -> dict[str, object]:
+    """The ``api`` entry of ``/v1/status``: where the API listens and which token *names* it accepts."""
+    return {
+        "unix": str(socket_path),
+        "tcp": None if tcp is None else tcp.url,
+        "tls": plan is not None and plan.ssl is not None,
+        "tokens": [] if plan is None else plan.tokens.describe(),
+    }
+
+
+async def run_orchestrator(
+    project: Project, selected: Sequence[str], reporter: Reporter, listen: str | None = None
+) -> DeployOutcome:
     """Deploy and supervise until SIGINT/SIGTERM or ``down``; returns the deployment outcome.
 
+    Args:
+        project: the loaded file.
+        selected: services to deploy (plus their dependencies); empty for all.
+        reporter: progress, outcome and live view.
+        listen: ``HOST:PORT`` for a TCP API listener (``--listen``); replaces ``api.listen``.
+
     Raises:
-        DeployCodeError: S003 when another orchestrator runs for this file; E004/S004/S001 from planning.
+        DeployCodeError: S003 when another orchestrator runs for this file; E004/S004/S001 from planning;
+            E002 when the TCP listener is refused (no TLS off loopback, no tokens, unreadable token
+            source or TLS files); E010 when its address cannot be bound.
     """
+    # Checked before anything is locked or started: a refused listener starts nothing.
+    plan = plan_tcp(project, os.environ, listen)
+    # The digests are taken; drop the plaintext so no service inherits a token through its environment.
+    for token in project.spec.api.tokens:
+        if token.env is not None:
+            os.environ.pop(token.env, None)
     state_dir = prepare_state_dir(project.state_dir)
     lock = StateDirLock(state_dir)
     lock.acquire()
@@ -71,11 +97,20 @@ async def run_orchestrator(project: Project, selected: Sequence[str], reporter: 
         log_max_bytes=project.spec.settings.log_max_size, log_backups=project.spec.settings.log_backups
     )
     api: LazyApiServer | None = None
+    tcp: TcpApiServer | None = None
     loop = asyncio.get_running_loop()
     try:
         orch = Orchestrator(project, backend=backend, store=store, selected=selected, sinks=[reporter])
-        api = LazyApiServer(state_dir / SOCKET_NAME, orch)
+        socket_path = state_dir / SOCKET_NAME
+
+        def describe() -> dict[str, object]:
+            return api_description(socket_path, tcp, plan)
+
+        api = LazyApiServer(socket_path, orch, describe)
         api.bind()
+        if plan is not None:
+            tcp = TcpApiServer(plan, orch, describe)
+            tcp.bind()
         signals = 0
 
         def on_signal() -> None:
@@ -87,12 +122,15 @@ async def run_orchestrator(project: Project, selected: Sequence[str], reporter: 
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, on_signal)
         async with asyncio.TaskGroup() as tg:
-            api_task = tg.create_task(api.serve())
+            servers = [tg.create_task(api.serve())]
+            if tcp is not None:
+                servers.append(tg.create_task(tcp.serve()))
             live_task = tg.create_task(reporter.live(orch))
             try:
                 result = await orch.run(lambda r: reporter.outcome(orch, r))
             finally:
-                api_task.cancel()
+                for task in servers:
+                    task.cancel()
                 live_task.cancel()
         return result
     finally:
@@ -100,6 +138,8 @@ async def run_orchestrator(project: Project, selected: Sequence[str], reporter: 
             loop.remove_signal_handler(sig)
         if api is not None:
             api.close()
+        if tcp is not None:
+            tcp.close()
         await backend.aclose()
         store.close()
         lock.release()
@@ -164,9 +204,13 @@ class PipeReporter:
 
 
 def detach(
-    config_path: Path, state_dir: Path, selected: Sequence[str]
+    config_path: Path, state_dir: Path, selected: Sequence[str], listen: str | None = None
 ) -> tuple[subprocess.Popen[bytes], int]:
-    """Start the orchestrator in a new session; returns the process and the read end of its pipe."""
+    """Start the orchestrator in a new session; returns the process and the read end of its pipe.
+
+    ``listen`` is passed on as ``--listen``; check it first with :func:`~deploy_code.api.plan_tcp` so
+    a refused listener is reported in this terminal.
+    """
     prepare_state_dir(state_dir)
     read_fd, write_fd = os.pipe()
     log_path = state_dir / "orchestrator.log"
@@ -182,6 +226,7 @@ def detach(
                     str(config_path),
                     "--handshake-fd",
                     str(write_fd),
+                    *(("--listen", listen) if listen is not None else ()),
                     *selected,
                 ],
                 pass_fds=(write_fd,),
