@@ -257,30 +257,32 @@ class EmptyAllocator:
 BLOCK = 10  # operations per timed block: allocate BLOCK ports, then release BLOCK held ones
 
 
-def churn(
-    alloc: Allocator, held: int, warmup: int, blocks: int, repeats: int, period: float, seed: int
-) -> dict[str, float]:
-    """Fill ``held`` ports, run ``warmup`` blocks, then time ``repeats`` runs of ``blocks`` blocks.
+class Churn:
+    """One allocator held at one occupancy: ``held`` ports taken up front, then timed blocks.
 
-    A block: advance the clock by ``period``, allocate ``BLOCK`` ports (timed), pick ``BLOCK`` held
-    ports at random (untimed; the same seeded choice on both sides), release them (timed). So
-    occupancy moves between ``held`` and ``held + BLOCK``. Returns the best run's µs per
-    allocate, per release and per pair (the best of their sums).
+    A block: advance the clock by ``period``, allocate ``BLOCK`` ports (timed), pick ``BLOCK``
+    held ports at random (untimed; the same seeded choice on both sides), release them (timed).
+    So occupancy moves between ``held`` and ``held + BLOCK``.
     """
-    now = 0.0
-    ports = [alloc.allocate(f"w{i}", now) for i in range(held)]
-    rng = random.Random(seed)
-    allocate, release = alloc.allocate, alloc.release
-    clock = time.perf_counter
-    serial = 0
 
-    def run(n: int) -> tuple[float, float]:
-        nonlocal now, serial
+    def __init__(self, alloc: Allocator, held: int, period: float, seed: int) -> None:
+        self.alloc, self.period = alloc, period
+        self.now = 0.0
+        self.ports = [alloc.allocate(f"w{i}", self.now) for i in range(held)]
+        self.rng = random.Random(seed)
+        self.serial = 0
+        self.runs: list[tuple[float, float]] = []
+
+    def run(self, blocks: int) -> tuple[float, float]:
+        """Run ``blocks`` blocks; seconds spent in ``allocate`` and in ``release``."""
+        allocate, release, ports, rng = self.alloc.allocate, self.alloc.release, self.ports, self.rng
+        clock = time.perf_counter
         t_alloc = t_release = 0.0
-        for _ in range(n):
-            now += period
-            owners = [f"r{serial + i}" for i in range(BLOCK)]
-            serial += BLOCK
+        for _ in range(blocks):
+            self.now += self.period
+            now = self.now
+            owners = [f"r{self.serial + i}" for i in range(BLOCK)]
+            self.serial += BLOCK
             t0 = clock()
             got = [allocate(owner, now) for owner in owners]
             t1 = clock()
@@ -299,58 +301,68 @@ def churn(
             t_release += t3 - t2
         return t_alloc, t_release
 
-    run(warmup)
-    runs = []
-    for _ in range(repeats):
+    def timed_run(self, blocks: int) -> None:
+        """One run with the cyclic GC off, kept in ``runs``."""
         gc.collect()
         gc.disable()
         try:
-            runs.append(run(blocks))
+            self.runs.append(self.run(blocks))
         finally:
             gc.enable()
-    ops = blocks * BLOCK
-    return {
-        "allocate_us": min(a for a, _ in runs) / ops * 1e6,
-        "release_us": min(r for _, r in runs) / ops * 1e6,
-        "pair_us": min(a + r for a, r in runs) / ops * 1e6,
-    }
+
+    def best(self, blocks: int) -> dict[str, float]:
+        """Best run's µs per allocate, per release and per pair (the best of their sums)."""
+        ops = blocks * BLOCK
+        return {
+            "allocate_us": min(a for a, _ in self.runs) / ops * 1e6,
+            "release_us": min(r for _, r in self.runs) / ops * 1e6,
+            "pair_us": min(a + r for a, r in self.runs) / ops * 1e6,
+        }
 
 
 def bench_ports(blocks: int, scan_blocks: int, repeats: int, seed: int) -> dict[str, Any]:
-    """Ours vs the linear scan at 50/90/99 % occupancy, without and with quarantine."""
+    """Ours vs the linear scan at 50/90/99 % occupancy, without and with quarantine.
+
+    Every allocator is set up and warmed up first; then the timed runs go round all of them
+    ``repeats`` times, so a burst of load on the machine spreads over rows instead of one.
+    """
     low, high = 30000, 32000
     size = high - low + 1
     warmup = 2 * size // BLOCK
-    rows: list[dict[str, Any]] = []
     # With quarantine, a block every ``quarantine_s``: the ports released in one block mature just
     # as the next starts, so BLOCK ports sit in quarantine and every port goes through it.
-    for quarantine_s, period in ((0.0, 1.0), (2.0, 2.0)):
-        for occupancy in (0.50, 0.90, 0.99):
-            held = round(size * occupancy)
-            ours = churn(
-                PortAllocator(low, high, quarantine_s=quarantine_s),
-                held,
-                warmup,
-                blocks,
-                repeats,
-                period,
-                seed,
-            )
-            scan = churn(
-                LinearScanAllocator(low, high, quarantine_s), held, warmup, scan_blocks, repeats, period, seed
-            )
-            rows.append(
-                {
-                    "occupancy": occupancy,
-                    "held": held,
-                    "quarantine_s": quarantine_s,
-                    "ours": ours,
-                    "scan": scan,
-                    "allocate_ratio": scan["allocate_us"] / ours["allocate_us"],
-                    "pair_ratio": scan["pair_us"] / ours["pair_us"],
-                }
-            )
-    empty = churn(EmptyAllocator(), round(size * 0.99), warmup, blocks, repeats, 1.0, seed)
+    cases = [(q, period, occ) for q, period in ((0.0, 1.0), (2.0, 2.0)) for occ in (0.50, 0.90, 0.99)]
+    churns: list[tuple[Churn, Churn]] = []
+    for q, period, occ in cases:
+        held = round(size * occ)
+        pair = (
+            Churn(PortAllocator(low, high, quarantine_s=q), held, period, seed),
+            Churn(LinearScanAllocator(low, high, q), held, period, seed),
+        )
+        for churn in pair:
+            churn.run(warmup)
+        churns.append(pair)
+    empty = Churn(EmptyAllocator(), round(size * 0.99), 1.0, seed)
+    empty.run(warmup)
+    for _ in range(repeats):
+        for ours, scan in churns:
+            ours.timed_run(blocks)
+            scan.timed_run(scan_blocks)
+        empty.timed_run(blocks)
+    rows: list[dict[str, Any]] = []
+    for (q, _period, occ), (ours, scan) in zip(cases, churns, strict=True):
+        o, sc = ours.best(blocks), scan.best(scan_blocks)
+        rows.append(
+            {
+                "occupancy": occ,
+                "held": round(size * occ),
+                "quarantine_s": q,
+                "ours": o,
+                "scan": sc,
+                "allocate_ratio": sc["allocate_us"] / o["allocate_us"],
+                "pair_ratio": sc["pair_us"] / o["pair_us"],
+            }
+        )
     for q in (0.0, 2.0):
         sel = [r for r in rows if r["quarantine_s"] == q]
         for r in sel:
@@ -364,7 +376,7 @@ def bench_ports(blocks: int, scan_blocks: int, repeats: int, seed: int) -> dict[
         "blocks": blocks,
         "scan_blocks": scan_blocks,
         "repeats": repeats,
-        "empty_loop": empty,
+        "empty_loop": empty.best(blocks),
         "rows": rows,
     }
 
@@ -413,7 +425,8 @@ def report(graph: list[dict[str, Any]], ports: dict[str, Any]) -> str:
         "random (same seed on both sides), so occupancy stays put; against the linear scan quoted in "
         "the analysis (4.2: walk the range from its start to the first port not allocated, and, with "
         "quarantine, not released less than the quarantine ago). With quarantine a block comes "
-        "every 2 s, so every port released waits out the full quarantine. Best of "
+        "every 2 s, so every port released waits out the full quarantine. Runs go round all rows "
+        "in turn; best of "
         f"{ports['repeats']} runs of {ports['blocks'] * ports['block']:,} operations "
         f"({ports['scan_blocks'] * ports['block']:,} for the scan) after a warm-up. No bind probe on "
         "either side: the OS `bind()` that `runtime` injects as `is_free` is a syscall per port "
@@ -488,10 +501,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--services", type=int, default=100_000)
     ap.add_argument("--edges", type=int, default=300_000)
     ap.add_argument("--small", type=int, default=5_000, help="size compared with the quadratic loop")
-    ap.add_argument("--repeats", type=int, default=5, help="graph: best of this many runs")
-    ap.add_argument("--port-repeats", type=int, default=7, help="ports: best of this many runs")
-    ap.add_argument("--blocks", type=int, default=10_000, help=f"timed blocks of {BLOCK} ops, PortAllocator")
-    ap.add_argument("--scan-blocks", type=int, default=400, help=f"timed blocks of {BLOCK} ops, linear scan")
+    ap.add_argument("--repeats", type=int, default=7, help="graph: best of this many runs")
+    ap.add_argument("--port-repeats", type=int, default=25, help="ports: best of this many runs")
+    ap.add_argument("--blocks", type=int, default=2_000, help=f"timed blocks of {BLOCK} ops, PortAllocator")
+    ap.add_argument("--scan-blocks", type=int, default=100, help=f"timed blocks of {BLOCK} ops, linear scan")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", type=Path, default=None, help=f"default {OUT.relative_to(HERE.parent)}")
     args = ap.parse_args(argv)
