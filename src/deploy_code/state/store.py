@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from deploy_code.config import RetentionSpec
 from deploy_code.errors import ErrorCode, SupervisionError
@@ -125,6 +125,7 @@ class SnapshotInfo:
 
 
 _Op = Callable[[sqlite3.Connection], object]
+_T = TypeVar("_T")
 
 
 class StateStore:
@@ -150,12 +151,16 @@ class StateStore:
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.executescript(_SCHEMA)
         self._trim_events(self._conn)  # an old file may hold more than today's bounds allow
+        # Reads get their own connection: the API reads from worker threads while the writer commits,
+        # and WAL lets a reader see the last commit without waiting for (or joining) a write.
+        self._rconn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._rlock = threading.Lock()
         self._queue: queue.Queue[_Op | None] = queue.Queue(maxsize=_QUEUE_BOUND)
         self._thread = threading.Thread(target=self._writer, name="deploy-code-store", daemon=True)
         self._thread.start()
         self._closed = False
 
-    # --- reads (start-up and tests; each flushes the queued writes first) -------------------------
+    # --- reads (each waits for the queued writes first; any thread) -------------------------------
     def load_replicas(self) -> list[ReplicaRecord]:
         """Every recorded replica."""
         rows = self._conn.execute(
@@ -168,14 +173,12 @@ class StateStore:
 
     def get_meta(self, key: str) -> str | None:
         """A stored value, or None."""
-        self.flush()
-        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        row = self._read(lambda c: c.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone())
         return None if row is None else str(row[0])
 
     def count_events(self) -> int:
         """Rows in the events table (tests check the retention bound)."""
-        self.flush()
-        return int(self._conn.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+        return int(self._read(lambda c: c.execute("SELECT COUNT(*) FROM events").fetchone()[0]))
 
     def recent_events(self, limit: int = 100, service: str | None = None) -> list[dict[str, object]]:
         """The newest ``limit`` events' bodies, oldest first."""
@@ -190,23 +193,27 @@ class StateStore:
         after_id: int | None = None,
     ) -> list[EventRow]:
         """Stored events, oldest first (see :func:`query_events`)."""
-        self.flush()
-        return query_events(self._conn, limit=limit, service=service, kind=kind, after_id=after_id)
+        return self._read(
+            lambda c: query_events(c, limit=limit, service=service, kind=kind, after_id=after_id)
+        )
 
     def deployments(self, limit: int = 100) -> list[DeploymentRow]:
         """The newest ``limit`` deployments, newest first."""
-        self.flush()
-        return query_deployments(self._conn, limit)
+        return self._read(lambda c: query_deployments(c, limit))
 
     def snapshots(self) -> list[SnapshotInfo]:
         """Every stored snapshot, newest first, without bodies."""
-        self.flush()
-        return query_snapshots(self._conn)
+        return self._read(query_snapshots)
 
     def snapshot(self, snapshot_id: int | None = None) -> dict[str, Any] | None:
         """A snapshot's body (the newest when ``snapshot_id`` is None), or None."""
+        return self._read(lambda c: query_snapshot(c, snapshot_id))
+
+    def _read(self, query: Callable[[sqlite3.Connection], _T]) -> _T:
+        # Safe from any thread: waits for the queued writes, then reads on the reading connection.
         self.flush()
-        return query_snapshot(self._conn, snapshot_id)
+        with self._rlock:
+            return query(self._rconn)
 
     # --- writes (queued to the writer thread) -----------------------------------------------------
     def put_replica(self, rec: ReplicaRecord) -> None:
@@ -367,6 +374,8 @@ class StateStore:
         self._thread.join()
         self._closed = True
         self._conn.close()
+        with self._rlock:
+            self._rconn.close()
 
     def _trim_events(self, c: sqlite3.Connection) -> None:
         row = c.execute("SELECT MAX(id) FROM events").fetchone()

@@ -212,3 +212,33 @@ def test_reader_of_an_older_file_without_new_tables(tmp_path: Path) -> None:
     with StateReader(path) as reader:
         assert reader.events() == [] and reader.deployments() == [] and reader.snapshots() == []
         assert reader.snapshot() is None
+
+
+def test_reads_from_other_threads_while_the_writer_commits(tmp_path: Path) -> None:
+    # The API reads through asyncio.to_thread while the orchestrator keeps publishing.
+    import threading
+
+    store = StateStore(tmp_path / "s.db", wall_time=lambda: 1e9)
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def reader() -> None:
+        try:
+            while not done.is_set():
+                rows = store.events(limit=50)
+                assert [r.id for r in rows] == sorted(r.id for r in rows)
+                store.deployments()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reader) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for i in range(3_000):
+        store.publish(_transition(i, 1e9))
+    done.set()
+    for t in threads:
+        t.join(timeout=30)
+    assert errors == []
+    assert store.count_events() == 3_000
+    store.close()
