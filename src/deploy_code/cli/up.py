@@ -92,7 +92,7 @@ async def run_orchestrator(
     state_dir = prepare_state_dir(project.state_dir)
     lock = StateDirLock(state_dir)
     lock.acquire()
-    store = StateStore(state_dir / "state.db")
+    store = StateStore(state_dir / "state.db", retention=project.spec.retention)
     backend = LocalBackend(
         log_max_bytes=project.spec.settings.log_max_size, log_backups=project.spec.settings.log_backups
     )

@@ -49,6 +49,7 @@ from deploy_code.scheduling import (
 )
 from deploy_code.state import StateStore
 from deploy_code.supervisor.admission import Admission, derive_limit
+from deploy_code.supervisor.alerts import AlertEngine, ServiceHealth, WebhookSender, evaluate_every
 from deploy_code.supervisor.registry import Registry
 from deploy_code.supervisor.replica import MARKER_VAR, Replica
 from deploy_code.supervisor.service import ServiceRuntime
@@ -97,7 +98,8 @@ class Orchestrator:
         self.store = store
         self.clock: Clock = clock or SystemClock()
         self.selected = list(selected) if selected else None
-        self.sinks: list[EventSink] = [store, *sinks]
+        self.webhooks = WebhookSender(project.spec.alerts, project=project.spec.name, clock=self.clock)
+        self.sinks: list[EventSink] = [store, self.webhooks, *sinks]
         self.state_dir = project.state_dir
         self.logs_dir = project.state_dir / "logs"
         self.logs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -276,11 +278,22 @@ class Orchestrator:
                     self._outcome.set_result(DeployOutcome("ready", 0.0))
                 outcome_task = tg.create_task(self._report(on_outcome))
                 leases_task = tg.create_task(self._keep_leases(), name="leases")
+                background = [
+                    leases_task,
+                    tg.create_task(self.webhooks.run(), name="webhooks"),
+                    tg.create_task(
+                        evaluate_every(
+                            AlertEngine(self.project.spec.alerts), self.clock, self._health, self.publish
+                        ),
+                        name="alerts",
+                    ),
+                ]
                 await self._shutdown.wait()
                 self.phase = "stopping"
                 await self._stop_all(self._down_timeout)
                 outcome_task.cancel()
-                leases_task.cancel()
+                for task in background:
+                    task.cancel()
                 for task in tuple(self._tasks):
                     task.cancel()
         finally:
@@ -304,6 +317,8 @@ class Orchestrator:
                 "; ".join(f"{n}: {why}" for n, why in result.failures),
             )
         )
+        if result.outcome == "ready":
+            self._snapshot()
         if on_outcome is not None:
             on_outcome(result)
 
@@ -383,6 +398,25 @@ class Orchestrator:
         while True:
             await self.clock.sleep_until(self.clock.now() + period)
             self.renew_and_reap()
+
+    def _health(self) -> dict[str, ServiceHealth]:
+        """What alert rules look at, per service (cheap: counters kept on every transition)."""
+        return {name: ServiceHealth.from_snapshot(svc.summary()) for name, svc in self.services.items()}
+
+    def _snapshot(self) -> None:
+        """Record the deployed state (the file as deployed, replicas and ports) for rollback."""
+        try:
+            text = self.project.path.read_text()
+        except OSError:
+            text = ""
+        services = {
+            name: {
+                "replicas": svc.desired,
+                "ports": [dict(r.ports) for _, r in sorted(svc.replicas.items())],
+            }
+            for name, svc in self.services.items()
+        }
+        self.store.save_snapshot(text, services, at=self.clock.wall_time())
 
     def renew_and_reap(self) -> list[str]:
         """One pass of the lease keeper (see ``_keep_leases``). Returns the owners reaped."""

@@ -109,6 +109,16 @@ class ServiceRuntime:
             return str(S.STOPPED)
         return str(S.READY)
 
+    def summary(self) -> dict[str, object]:
+        """State, ready/desired and restarts, without the per-replica detail of ``snapshot``."""
+        return {
+            "name": self.name,
+            "state": self.state,
+            "ready": self._by_state[S.READY],
+            "desired": self.desired,
+            "restarts": sum(r.restarts for r in self.replicas.values()),
+        }
+
     def snapshot(self) -> dict[str, object]:
         """Plain-data view for status."""
         reps = [self.replicas[i] for i in sorted(self.replicas)]

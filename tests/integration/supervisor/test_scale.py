@@ -55,6 +55,9 @@ async def test_scale_up_and_down(tmp_path: Path) -> None:
         await _until(lambda: orch.plan is not None, 10)
         assert (await orch.wait_outcome()).outcome == "ready"
         svc = orch.services["app"]
+        # Once ready, the deployed state is kept for rollback.
+        await _until(lambda: store.snapshot() is not None, 5)
+        assert "app" in str(store.snapshot())
 
         result = await orch.scale("app", 3)
         assert result["added"] == ["app.1", "app.2"]

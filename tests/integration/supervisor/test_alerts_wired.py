@@ -1,0 +1,87 @@
+"""The orchestrator evaluates the file's alert rules: a down service fires, is recorded and POSTed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from deploy_code.config import load_text
+from deploy_code.runtime import LocalBackend
+from deploy_code.state import StateStore
+from deploy_code.supervisor import Orchestrator
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[str, list[dict[str, object]]]]:
+    got: list[dict[str, object]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            got.append(json.loads(body))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook", got
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+async def _until(cond: Callable[[], bool], timeout: float) -> None:
+    async with asyncio.timeout(timeout):
+        while not cond():  # noqa: ASYNC110 - a list filled by the receiver thread
+            await asyncio.sleep(0.05)
+
+
+async def test_a_crashed_service_fires_down_alert(
+    tmp_path: Path, receiver: tuple[str, list[dict[str, object]]]
+) -> None:
+    url, got = receiver
+    project = load_text(
+        f"""\
+alerts:
+  webhook: {{url: "{url}", timeout: 2s}}
+  rules:
+    - {{name: crash-down, service: crash, down_for: 0.5s}}
+services:
+  ok:
+    command: [sleep, "60"]
+    health: {{min_uptime: 0}}
+  crash:
+    command: [sh, -c, "exit 3"]
+    restart: {{policy: "no"}}
+""",
+        base_dir=tmp_path,
+    )
+    store = StateStore(tmp_path / "state.db")
+    backend = LocalBackend()
+    orch = Orchestrator(project, backend=backend, store=store)
+    run = asyncio.ensure_future(orch.run())
+    try:
+        await _until(lambda: any(g.get("kind") == "alert.fired" for g in got), 15)
+        fired = next(g for g in got if g.get("kind") == "alert.fired")
+        assert fired["rule"] == "crash-down" and fired["service"] == "crash"
+        kinds = [e["kind"] for e in store.recent_events(limit=200)]
+        assert "alert.fired" in kinds
+        assert not any(g.get("service") == "ok" for g in got)
+        assert store.snapshots() == []  # the deployment failed: nothing to roll back to
+    finally:
+        orch.request_down(2.0)
+        await asyncio.wait_for(run, 30)
+        await backend.aclose()
+        store.close()
