@@ -288,6 +288,19 @@ def _working_dirs(spec: ProjectSpec, source: SourceMap, base_dir: Path) -> Itera
             )
 
 
+def _alerts(spec: ProjectSpec, source: SourceMap) -> Iterator[Diagnostic]:
+    """An alert rule for a service the file does not have would never fire: E002."""
+    names = list(spec.services)
+    for i, rule in enumerate(spec.alerts.rules):
+        if rule.service is not None and rule.service not in spec.services:
+            yield Diagnostic(
+                ErrorCode.E002,
+                f"alerts: rule {rule.name!r} watches unknown service {rule.service!r}",
+                source.locate("alerts", "rules", i, "service"),
+                _did_you_mean(rule.service, names) or f"services are: {', '.join(names)}",
+            )
+
+
 def validate(
     spec: ProjectSpec,
     source: SourceMap,
@@ -309,6 +322,7 @@ def validate(
         Every problem found (empty when the project is valid).
     """
     return [
+        *_alerts(spec, source),
         *_dependencies(spec, source),
         *_placement(spec, source),
         *_pools(spec, source),

@@ -189,3 +189,15 @@ def test_everything_is_reported_together(tmp_path: Path) -> None:
         """
     codes = sorted(c for c, _, _ in _diags(text, tmp_path))
     assert codes == ["E002", "E002", "E002", "E003", "S004"]
+
+
+def test_alert_rule_for_an_unknown_service_is_located(tmp_path: Path) -> None:
+    text = (
+        "alerts:\n  rules:\n    - {name: r, service: apj, down_for: 1s}\nservices:\n  api: {command: [x]}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_text(text, base_dir=tmp_path, environ={})
+    (d,) = info.value.diagnostics
+    assert str(d.code) == "E002" and "unknown service 'apj'" in d.message
+    assert d.location is not None and d.location.line == 3
+    assert d.hint == "did you mean 'api'?"
