@@ -15,12 +15,18 @@ Costs, with ``n`` ready backends:
   active count and the lowest non-empty count tracked (the LFU-cache layout): a count only ever moves
   by one, so the minimum moves by at most one and never needs a scan;
 * ``add`` / ``remove``: O(n) for the ring (membership changes are rare next to connections);
-* ``pick`` with ``exclude`` (the retry path after a failed connect): O(n) at worst.
+* ``pick`` with ``exclude`` (the retry path after a failed connect), or while some backend is
+  *suspect*: O(n) at worst.
+
+A backend whose connect just failed is *suspect* until ``suspect_until``: picks pass it over while
+another backend is ready, so a replica that died before the owner removed it costs one failed connect,
+not one per connection. When every ready backend is suspect, they are tried anyway.
 """
 
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 
@@ -53,6 +59,7 @@ class Backend:
     active: int = 0
     total: int = 0
     connect_failures: int = 0
+    suspect_until: float = 0.0  # monotonic; picks pass it over before then (see the module docstring)
     # Set while the backend is in the least-connections buckets.
     _bucket: int | None = field(default=None, repr=False)
 
@@ -75,6 +82,7 @@ class Balancer:
         # so ties go to the one that has waited longest at that count); bounded by n backends in all.
         self._buckets: dict[int, dict[Backend, None]] = {}
         self._min = 0
+        self._suspects = 0  # ready backends marked suspect (possibly expired): the fast paths check it
 
     # -- membership -----------------------------------------------------------------------------------
 
@@ -105,6 +113,8 @@ class Balancer:
         if backend is None:
             return None
         backend.state = state
+        if backend.suspect_until:
+            self._suspects -= 1
         idx = self._ring.index(backend)
         del self._ring[idx]
         if idx < self._cursor:
@@ -124,37 +134,61 @@ class Balancer:
 
     # -- picking --------------------------------------------------------------------------------------
 
-    def pick(self, exclude: Collection[Backend] = ()) -> Backend | None:
+    def pick(self, exclude: Collection[Backend] = (), now: float = 0.0) -> Backend | None:
         """The backend for the next connection, or None when no ready backend is left to try.
 
         Args:
             exclude: backends this connection already failed to reach; the caller decides when to
                 start over with an empty set.
+            now: monotonic time, to tell whether a suspect backend is still suspect.
         """
         if not self._ring:
             return None
-        if self.policy is Balance.ROUND_ROBIN:
-            return self._pick_ring(exclude)
-        return self._pick_least(exclude)
+        if self._suspects:
+            self._expire_suspects(now)
+        choose = self._pick_ring if self.policy is Balance.ROUND_ROBIN else self._pick_least
+        found = choose(exclude, now)
+        if found is None and self._suspects:
+            found = choose(exclude, math.inf)  # every backend left is suspect: better one than none
+        return found
 
-    def _pick_ring(self, exclude: Collection[Backend]) -> Backend | None:
+    def suspect(self, backend: Backend, until: float) -> None:
+        """Pass ``backend`` over in picks until ``until`` (a connect to it just failed)."""
+        if backend.state is BackendState.READY and not backend.suspect_until:
+            self._suspects += 1
+        backend.suspect_until = until
+
+    def clear_suspect(self, backend: Backend) -> None:
+        """``backend`` answered: it is not suspect any more."""
+        if backend.suspect_until:
+            backend.suspect_until = 0.0
+            if backend.state is BackendState.READY:
+                self._suspects -= 1
+
+    def _expire_suspects(self, now: float) -> None:
+        for backend in self._ring:
+            if backend.suspect_until and backend.suspect_until <= now:
+                backend.suspect_until = 0.0
+                self._suspects -= 1
+
+    def _pick_ring(self, exclude: Collection[Backend], now: float) -> Backend | None:
         n = len(self._ring)
         for _ in range(n):
             if self._cursor >= n:
                 self._cursor = 0
             backend = self._ring[self._cursor]
             self._cursor += 1
-            if backend not in exclude:
+            if backend not in exclude and backend.suspect_until <= now:
                 return backend
         return None
 
-    def _pick_least(self, exclude: Collection[Backend]) -> Backend | None:
+    def _pick_least(self, exclude: Collection[Backend], now: float) -> Backend | None:
         bucket = self._buckets.get(self._min)
-        if bucket is not None and not exclude:
+        if bucket is not None and not exclude and not self._suspects:
             return next(iter(bucket))
         best: Backend | None = None
         for backend in self._ring:
-            if backend in exclude:
+            if backend in exclude or backend.suspect_until > now:
                 continue
             if best is None or backend.active < best.active:
                 best = backend

@@ -46,6 +46,9 @@ BACKLOG = 1024
 # After every ready backend refused, wait this long (or until the pool changes) before trying again:
 # a replica may be restarting, and the connect deadline still bounds the whole wait.
 _RETRY_PAUSE = 0.01
+# A backend whose connect failed is passed over this long (while others are ready): a replica that
+# died is usually removed by its exit event well before, and one that is back answers the next try.
+SUSPECT_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -390,7 +393,7 @@ class FrontPort:
         deadline = start + self.settings.connect_timeout
         tried: set[Backend] = set()
         while not splice.client.lost:
-            backend = self._balancer.pick(tried)
+            backend = self._balancer.pick(tried, clock.now())
             if backend is None:
                 if not await self._wait_for_backend(splice, deadline, retry=bool(tried)):
                     break
@@ -408,6 +411,7 @@ class FrontPort:
                     await loop.create_connection(upstream.factory, backend.host, backend.port)
             except (OSError, TimeoutError):
                 self._detach(splice, backend)
+                self._balancer.suspect(backend, clock.now() + SUSPECT_S)
                 backend.connect_failures += 1
                 self._stats.connect_retries += 1
                 tried.add(backend)
@@ -416,6 +420,8 @@ class FrontPort:
                 self._detach(splice, backend)
                 upstream.abort()
                 raise
+            if backend.suspect_until:
+                self._balancer.clear_suspect(backend)
             if not splice.join(upstream, backend):
                 self._detach(splice, backend)
                 return False

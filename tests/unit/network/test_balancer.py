@@ -123,3 +123,20 @@ def test_least_conn_matches_a_naive_minimum(ops: list[tuple[str, int]]) -> None:
         else:
             assert chosen is not None and chosen.state is BackendState.READY
             assert chosen.active == min(b.active for b in ready)
+
+
+@pytest.mark.parametrize("policy", ["round_robin", "least_conn"])
+def test_suspect_is_passed_over_until_it_expires_or_is_alone(policy: str) -> None:
+    bal = Balancer(policy)
+    a = bal.add("a", "127.0.0.1", 1)
+    b = bal.add("b", "127.0.0.1", 2)
+    bal.suspect(a, until=10.0)
+    assert {bal.pick(now=1.0) for _ in range(4)} == {b}
+    assert bal.pick(exclude={b}, now=1.0) is a  # only suspects left: try one anyway
+    assert a in {bal.pick(now=10.0) for _ in range(4)}  # expired
+    bal.suspect(b, until=20.0)
+    bal.clear_suspect(b)
+    assert bal.pick(exclude={a}, now=11.0) is b
+    bal.suspect(a, until=30.0)
+    bal.remove("a")
+    assert bal.pick(now=12.0) is b
