@@ -176,6 +176,7 @@ def render_bench(series: int, repeat: int) -> dict[str, Any]:
     per_flat = sample_lines(ours(1, histograms=False)[0]()) - sample_lines(ours(0, histograms=False)[0]())
     flat_fn, _, _ = ours(max(1, (series - fixed) // per_flat), histograms=False)
     rows: list[dict[str, Any]] = []
+    load = os.getloadavg()[0]  # the machine is shared: say how busy it was
     for label, fn in (("ours, mixed", mixed_fn), ("ours, flat", flat_fn)):
         lines = sample_lines(fn())
         base = plain_gauges(lines)
@@ -202,7 +203,7 @@ def render_bench(series: int, repeat: int) -> dict[str, Any]:
             row["client_objects_series"] = sample_lines(sides[2]())
             row["client_objects_runs_ms"] = runs[2]
         rows.append(row)
-    return {"series_target": series, "repeat": repeat, "rows": rows}
+    return {"series_target": series, "repeat": repeat, "loadavg_1m": load, "rows": rows}
 
 
 def rss() -> int:
@@ -266,7 +267,8 @@ def churn_bench(names: int, checkpoints: int) -> dict[str, Any]:
 
 
 def markdown(render_res: dict[str, Any], churn: dict[str, Any], quick: bool) -> str:
-    out = [machine_line(), ""]
+    load = render_res["loadavg_1m"]
+    out = [f"{machine_line()} Load average (1 min) when the render part started: {load:.2f}.", ""]
     rows = render_res["rows"]
     out += [
         f"**`/metrics` render time**, median of {render_res['repeat']} renders (target: ours ≤ 50 ms at "
@@ -277,7 +279,7 @@ def markdown(render_res: dict[str, Any], churn: dict[str, Any], quick: bool) -> 
         "|---|---:|---:|---:|---:|---|",
     ]
     for r in rows:
-        ok = "yes" if r["ms"] <= 50 else "**no**"
+        ok = "yes" if r["ms"] <= 50 else ("**no** (min: yes)" if r["min_ms"] <= 50 else "**no**")
         out.append(
             f"| {r['shape']} | {r['series']:,} | {r['ms']:.1f} ({r['min_ms']:.1f}) | "
             f"{r['plain_gauges_ms']:.1f} ({r['plain_gauges_min_ms']:.1f}) | {r['ratio']:.2f} | {ok} |"
@@ -289,9 +291,14 @@ def markdown(render_res: dict[str, Any], churn: dict[str, Any], quick: bool) -> 
         "restarts / CPU / memory / open files and a 16-bucket ready-latency histogram; *flat*: the same "
         "without histograms. The same *mixed* shape kept in prometheus_client's own registered "
         f"Gauge/Counter/Histogram objects renders in {m['client_objects_ms']:.1f} ms "
-        f"({m['client_objects_series']:,} series). Ours builds its families at scrape time from a "
-        "snapshot, the recorder's copied tables and cached process samples; the formatting is "
-        "prometheus_client's `generate_latest` in every column.",
+        f"({m['client_objects_series']:,} series, its histograms add `_created` samples). Ours builds "
+        "its families at scrape time from a snapshot, the recorder's copied tables and cached process "
+        "samples; the formatting is prometheus_client's `generate_latest` in every column, and it is "
+        "most of the time: `generate_latest` alone, over families already built, needs about 3-6 us a "
+        "sample on this machine, so the 50 ms target at 10,000 series sits at the library's own floor "
+        "(the plain-Gauge column is that floor plus prometheus_client's own collect). Our collector is "
+        "cheaper per sample than prometheus_client's registered metrics because it reads plain values "
+        "and shares one label dict per service across families (no per-child locks or value objects).",
         "",
     ]
     cps = churn["checkpoints"]
@@ -313,14 +320,17 @@ def markdown(render_res: dict[str, Any], churn: dict[str, Any], quick: bool) -> 
             f"{p['elapsed_s']:.1f} |"
         )
     growth = (last["rss_bytes"] - first["rss_bytes"]) / 2**20
+    window = int(600 / churn["clock_step_s"])
     out += [
         "",
         f"RSS from the first checkpoint to the last: {growth:+.1f} MiB over "
-        f"{last['names'] - first['names']:,} more names. The live set is what 600 s of retention holds "
-        f"at one name per {churn['clock_step_s']:g} s (~1,200 services; their pending starts include "
-        "the 1 in 100 that never leave STARTING, dropped after the same 600 s). History refuses new keys "
-        "while 1,024 live ones are held (one warning), and takes them again as old ones expire. The unit "
-        "tests (`tests/unit/metrics`) check the same bounds on the structures directly.",
+        f"{last['names'] - first['names']:,} more names. The live set is what 600 s of retention holds: "
+        f"of the last {window:,} names, the {last['tracked_services']:,} that left a series (a ready "
+        "latency or a probe; the 1 in 10 that failed before READY left none), and as pending starts the "
+        "1 in 100 that never leave STARTING. History is the pathological case of one key per name: it "
+        "holds 1,024 live keys, refuses new ones while they live (counted, one warning) and takes new "
+        "ones as old ones expire. The unit tests (`tests/unit/metrics`) check the same bounds on the "
+        "structures directly.",
     ]
     if quick:
         out.insert(0, "(quick run)")
