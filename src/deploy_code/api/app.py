@@ -52,7 +52,10 @@ admin = Depends(require("admin"))
 
 
 def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI entries for the problem+json replies a route can give (auth ones always)."""
+    """OpenAPI entries for the problem+json replies a route can give (auth and validation always).
+
+    400 is a body that is not JSON at all; 422 a body or query that does not match its schema.
+    """
     out: dict[int | str, dict[str, Any]] = {}
     for status in sorted({401, 403, 422, *statuses}):
         out[status] = {"model": Problem, "content": {PROBLEM: {}}, "description": "a problem (see code)"}
@@ -209,11 +212,11 @@ def create_app(
             )
         return svc.snapshot()
 
-    @app.post("/v1/restart", dependencies=[operator], responses=_problems(404))
+    @app.post("/v1/restart", dependencies=[operator], responses=_problems(400, 404))
     async def restart(body: ServicesBody) -> Restarted:
         return Restarted(restarted=orch.restart(body.services))
 
-    @app.post("/v1/stop", dependencies=[operator], responses=_problems(404))
+    @app.post("/v1/stop", dependencies=[operator], responses=_problems(400, 404))
     async def stop(body: ServicesBody) -> Stopped:
         return Stopped(stopped=await orch.stop_services(body.services, body.timeout))
 
@@ -226,7 +229,7 @@ def create_app(
         doc = await done if inspect.isawaitable(done) else done
         return Scaled.model_validate(doc)
 
-    @app.post("/v1/down", dependencies=[admin], responses=_problems())
+    @app.post("/v1/down", dependencies=[admin], responses=_problems(400))
     async def down(body: DownBody) -> Down:
         orch.request_down(body.timeout)
         await orch.wait_finished()

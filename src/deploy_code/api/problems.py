@@ -98,13 +98,14 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        hint: str | None = "GET /openapi.json lists every operation"
         if exc.status_code == 404:
             msg = f"no such path: {request.url.path}"
         elif exc.status_code == 405:
             msg = f"{request.method} is not allowed on {request.url.path}"
-        else:
-            msg = str(exc.detail)
-        err = DeployCodeError(msg, code=ErrorCode.E002, hint="GET /openapi.json lists every operation")
+        else:  # e.g. 400 "There was an error parsing the body"
+            msg, hint = str(exc.detail), None
+        err = DeployCodeError(msg, code=ErrorCode.E002, hint=hint)
         return problem_response(err, exc.status_code, headers=dict(exc.headers or {}))
 
     @app.exception_handler(Exception)
