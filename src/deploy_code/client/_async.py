@@ -19,7 +19,9 @@ from deploy_code.client._deploy import (
     POLL_MIN,
     deploy_failed,
     healthy_or_raise,
+    live_processes,
     not_healthy_in_time,
+    still_live,
     up_command,
 )
 from deploy_code.client.models import (
@@ -110,6 +112,10 @@ class AsyncClient:
             )
         return call.finish(resp)
 
+    def _polls(self) -> int:
+        """Status polls, POLL_MIN apart, that fit in one request timeout."""
+        return max(1, int(self._timeout / POLL_MIN))
+
     async def _answers(self) -> bool:
         try:
             await self.health()
@@ -191,10 +197,23 @@ class AsyncClient:
     async def restart(self, services: str | Sequence[str]) -> RestartResult:
         """Restart every replica of the named services.
 
+        Returns once the orchestrator has acted on it (each old process is stopping or gone, or the
+        client's ``timeout`` has passed), so a :meth:`wait_for_healthy` right after waits for the new
+        processes. The replicas are not ready yet when this returns.
+
         Raises:
             SupervisionError: S001 for a service that is not deployed (nothing is restarted).
         """
-        return await self._send(_core.restart_call(_core.as_names(services)))
+        names = _core.as_names(services)
+        before = await self.status()
+        result = await self._send(_core.restart_call(names))
+        old = live_processes(before, result.restarted)
+        for _ in range(self._polls()):
+            if not old:
+                break
+            await asyncio.sleep(POLL_MIN)
+            old = still_live(await self.status(), old)
+        return result
 
     async def stop(
         self, services: str | Sequence[str] | None = None, *, timeout: float | None = None

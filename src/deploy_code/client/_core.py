@@ -86,9 +86,11 @@ def make_error(
     hint: str | None = None,
     diagnostics: Sequence[Diagnostic] = (),
 ) -> DeployCodeError:
-    """The ``DeployCodeError`` subclass for ``code`` (S-codes are :class:`SupervisionError`)."""
+    """The ``DeployCodeError`` subclass for ``code`` (S-codes are :class:`SupervisionError`), located
+    where the first diagnostic is."""
     cls = _CLASS_BY_CODE.get(code, SupervisionError)
-    return cls(message, code=code, hint=hint, diagnostics=diagnostics)
+    location = diagnostics[0].location if diagnostics else None
+    return cls(message, code=code, location=location, hint=hint, diagnostics=diagnostics)
 
 
 @dataclass(frozen=True, slots=True)

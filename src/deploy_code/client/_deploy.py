@@ -24,8 +24,18 @@ from deploy_code.errors import (
     StartError,
     TimeoutExceeded,
 )
+from deploy_code.events import ReplicaState
 
-__all__ = ["POLL_MAX", "POLL_MIN", "deploy_failed", "healthy_or_raise", "not_healthy_in_time", "up_command"]
+__all__ = [
+    "POLL_MAX",
+    "POLL_MIN",
+    "deploy_failed",
+    "healthy_or_raise",
+    "live_processes",
+    "not_healthy_in_time",
+    "still_live",
+    "up_command",
+]
 
 POLL_MIN = 0.05  # seconds between status polls at first (a deployment that is nearly ready)
 POLL_MAX = 0.5  # and at most, once waiting has gone on a while
@@ -54,7 +64,18 @@ def deploy_failed(returncode: int, stdout: str, stderr: str) -> DeployCodeError:
     hint = first.hint
     if first.code == ErrorCode.E006:
         hint = "the orchestrator keeps running: see status() and logs(), or call down()"
-    return make_error(first.code, first.message, hint=hint, diagnostics=diags)
+    quoted = _quoted(stderr)  # the last output of a failed service, or the orchestrator's log tail
+    message = first.message + "".join(f"\n    {line}" for line in quoted)
+    return make_error(first.code, message, hint=hint, diagnostics=diags)
+
+
+def _quoted(stderr: str) -> list[str]:
+    lines = [
+        line.strip()
+        for line in stderr.splitlines()
+        if line[:1].isspace() and not line.startswith("    hint: ") and line.strip()
+    ]
+    return lines[-MAX_TAIL:]
 
 
 def _diagnostics(stderr: str) -> list[Diagnostic]:
@@ -111,6 +132,31 @@ def healthy_or_raise(status: Status, services: Sequence[str] | None) -> list[str
         if not svc.healthy:
             waiting.append(name)
     return waiting
+
+
+_LIVE = (ReplicaState.STARTING, ReplicaState.READY, ReplicaState.DEGRADED)
+
+
+def live_processes(status: Status, replica_ids: Sequence[str]) -> dict[str, int]:
+    """``{replica id: pid}`` of those replicas still running the process they ran in ``status``.
+
+    ``restart`` returns once this is empty, i.e. once the orchestrator has acted on the request (the
+    old process is stopping or gone): a ``wait_for_healthy`` right after it cannot see the replicas
+    ready *before* the restart and return at once.
+    """
+    wanted = set(replica_ids)
+    out: dict[str, int] = {}
+    for svc in status.services.values():
+        for rep in svc.replicas:
+            if rep.id in wanted and rep.pid is not None and rep.state in _LIVE:
+                out[rep.id] = rep.pid
+    return out
+
+
+def still_live(status: Status, before: dict[str, int]) -> dict[str, int]:
+    """The entries of ``before`` whose replica still runs that same process in ``status``."""
+    now = live_processes(status, list(before))
+    return {rid: pid for rid, pid in before.items() if now.get(rid) == pid}
 
 
 def not_healthy_in_time(timeout: float, waiting: Sequence[str]) -> TimeoutExceeded:

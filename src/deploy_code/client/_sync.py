@@ -24,7 +24,9 @@ from deploy_code.client._deploy import (
     POLL_MIN,
     deploy_failed,
     healthy_or_raise,
+    live_processes,
     not_healthy_in_time,
+    still_live,
     up_command,
 )
 from deploy_code.client.models import (
@@ -110,6 +112,10 @@ class Client:
             )
         return call.finish(resp)
 
+    def _polls(self) -> int:
+        """Status polls, POLL_MIN apart, that fit in one request timeout."""
+        return max(1, int(self._timeout / POLL_MIN))
+
     def _answers(self) -> bool:
         try:
             self.health()
@@ -159,8 +165,18 @@ class Client:
         return self._send(_core.outcome_call())
 
     def restart(self, services: str | Sequence[str]) -> RestartResult:
-        """Restart every replica of the named services (S001 for an unknown one)."""
-        return self._send(_core.restart_call(_core.as_names(services)))
+        """Restart every replica of the named services (S001 for an unknown one); returns once the old
+        processes are stopping or gone, so :meth:`wait_for_healthy` after it waits for the new ones."""
+        names = _core.as_names(services)
+        before = self.status()
+        result = self._send(_core.restart_call(names))
+        old = live_processes(before, result.restarted)
+        for _ in range(self._polls()):
+            if not old:
+                break
+            time.sleep(POLL_MIN)
+            old = still_live(self.status(), old)
+        return result
 
     def stop(
         self, services: str | Sequence[str] | None = None, *, timeout: float | None = None
