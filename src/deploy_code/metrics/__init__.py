@@ -16,11 +16,27 @@ Never: imports ``supervisor``, ``api``, ``cli``, ``state``, ``runtime`` or ``hea
 strings between scrapes; keeps a label set that can grow without bound; blocks ``publish``.
 """
 
-from deploy_code.metrics.collector import CONTENT_TYPE, MetricsCollector, build_registry, render
+from typing import TYPE_CHECKING, Any
+
 from deploy_code.metrics.history import History, Point, record_snapshot
 from deploy_code.metrics.process import ProcessSampler, ProcSample
 from deploy_code.metrics.recorder import Recorder
 from deploy_code.metrics.source import LevelSample, MetricsSource, ReplicaSample, ServiceSample, Snapshot
+
+if TYPE_CHECKING:
+    from deploy_code.metrics.collector import CONTENT_TYPE, MetricsCollector, build_registry, render
+
+_LAZY = frozenset({"CONTENT_TYPE", "MetricsCollector", "build_registry", "render"})
+
+
+def __getattr__(name: str) -> Any:
+    # prometheus_client costs ~60 ms to import: `up` loads it on the first scrape, not at start-up.
+    if name in _LAZY:
+        from deploy_code.metrics import collector
+
+        return getattr(collector, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "CONTENT_TYPE",

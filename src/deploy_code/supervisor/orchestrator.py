@@ -16,6 +16,7 @@ import signal
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from deploy_code.clock import Clock, SystemClock, sleep_until_or
 from deploy_code.config import InterpolationContext, Project, ServiceAddress
@@ -29,8 +30,18 @@ from deploy_code.events import (
     ReplicaState,
 )
 from deploy_code.health import HttpClientFactory, ListenWatcher
+from deploy_code.metrics import (
+    History,
+    LevelSample,
+    ProcessSampler,
+    Recorder,
+    ReplicaSample,
+    ServiceSample,
+    Snapshot,
+    record_snapshot,
+)
 from deploy_code.ports import PortAllocator
-from deploy_code.resources import Ledger
+from deploy_code.resources import LOCAL_NODE, Ledger
 from deploy_code.runtime import (
     LocalBackend,
     LogFollower,
@@ -99,7 +110,15 @@ class Orchestrator:
         self.clock: Clock = clock or SystemClock()
         self.selected = list(selected) if selected else None
         self.webhooks = WebhookSender(project.spec.alerts, project=project.spec.name, clock=self.clock)
-        self.sinks: list[EventSink] = [store, self.webhooks, *sinks]
+        self.recorder = Recorder(self.clock)  # running totals and histograms for /metrics
+        self.sinks: list[EventSink] = [store, self.webhooks, self.recorder, *sinks]
+        self.procs = ProcessSampler(self.clock)  # CPU / memory / fds per replica, at most once a second
+        self.history = History()  # 1 s for 10 min, 1 min for 24 h; fed only while someone watches
+        self._registry: Any = None  # prometheus_client registry, built on the first scrape
+        self._scraped = _Scraped()
+        self._scrape_lock = asyncio.Lock()
+        self._loop_lag = 0.0
+        self._watched_until = 0.0  # `top` / the dashboard keep the history sampler running
         self.state_dir = project.state_dir
         self.logs_dir = project.state_dir / "logs"
         self.logs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -129,6 +148,7 @@ class Orchestrator:
         self._environ = dict(os.environ)
         self._outcome: asyncio.Future[DeployOutcome] | None = None
         self._shutdown = asyncio.Event()
+        self._outcome_made = asyncio.Event()  # set once run() has created the outcome future
         self._freed = asyncio.Event()  # pulsed (set, then replaced) whenever a booking is released
         self._down_timeout: float | None = None
         self._finished = asyncio.Event()
@@ -233,6 +253,7 @@ class Orchestrator:
         """
         loop = asyncio.get_running_loop()
         self._outcome = loop.create_future()
+        self._outcome_made.set()
         self.publish(DeploymentStarted(self.project.spec.name, self.clock.wall_time()))
         assigned = self._adopt_previous()
         await self._sweep_unrecorded()
@@ -280,6 +301,7 @@ class Orchestrator:
                 leases_task = tg.create_task(self._keep_leases(), name="leases")
                 background = [
                     leases_task,
+                    tg.create_task(self._observe(), name="observe"),
                     tg.create_task(self.webhooks.run(), name="webhooks"),
                     tg.create_task(
                         evaluate_every(
@@ -398,6 +420,63 @@ class Orchestrator:
         while True:
             await self.clock.sleep_until(self.clock.now() + period)
             self.renew_and_reap()
+
+    # --- observability ---------------------------------------------------------------------------
+    async def _observe(self, period: float = 1.0) -> None:
+        """Once a second: measure the event loop's lag (how late this wake-up is); while someone
+        watches (``top``, the dashboard), also sample the replicas' processes into the history.
+        Idle and unwatched it costs one timer wake-up a second."""
+        deadline = self.clock.now()
+        while True:
+            deadline += period
+            await self.clock.sleep_until(deadline)
+            now = self.clock.now()
+            self._loop_lag = max(0.0, now - deadline)
+            if now < self._watched_until:
+                snap = self.metrics_snapshot()
+                pids = [r.pid for r in snap.replicas if r.pid is not None]
+                procs = await asyncio.to_thread(self.procs.sample, pids)
+                record_snapshot(self.history, snap, procs, now)
+
+    def watch(self, seconds: float = 60.0) -> None:
+        """Keep the history sampler running for ``seconds`` more (a `top` or dashboard client)."""
+        self._watched_until = max(self._watched_until, self.clock.now() + seconds)
+
+    def metrics_snapshot(self) -> Snapshot:
+        """Live state for the metrics collector: plain values, no I/O (MetricsSource)."""
+        services: list[ServiceSample] = []
+        replicas: list[ReplicaSample] = []
+        for name, svc in self.services.items():
+            restarts = 0
+            for r in svc.replicas.values():
+                restarts += r.restarts
+                pid = r.handle.identity.pid if r.handle is not None else None
+                replicas.append(ReplicaSample(name, r.index, str(r.state), pid, r.restarts))
+            services.append(ServiceSample(name, svc.state, svc.ready_count, svc.desired, restarts))
+        levels: list[LevelSample] = []
+        book = self.ledger.snapshot()
+        allocated = self.ledger.allocated.to_dict()
+        for dim, cap in self.ledger.capacity.to_dict().items():
+            levels.append(LevelSample(LOCAL_NODE, None, dim, float(cap), float(allocated[dim])))
+        pools = book.get("pools")
+        if isinstance(pools, dict):
+            for pool, doc in pools.items():
+                for dim, cap in doc["limit"].items():
+                    levels.append(
+                        LevelSample(LOCAL_NODE, pool, dim, float(cap), float(doc["allocated"][dim]))
+                    )
+        return Snapshot(services, replicas, levels, self.admission.waiting, self._loop_lag)
+
+    async def metrics_text(self) -> bytes:
+        """The Prometheus exposition: the snapshot is taken here on the loop, rendered in a thread."""
+        from deploy_code.metrics import build_registry, render
+
+        async with self._scrape_lock:  # one scrape at a time: the source holds this scrape's snapshot
+            self._scraped.snap = self.metrics_snapshot()
+            if self._registry is None:
+                self._registry = build_registry(self._scraped, self.recorder, self.procs)
+            text: bytes = await asyncio.to_thread(render, self._registry)
+            return text
 
     def _health(self) -> dict[str, ServiceHealth]:
         """What alert rules look at, per service (cheap: counters kept on every transition)."""
@@ -563,7 +642,8 @@ class Orchestrator:
         await self._finished.wait()
 
     async def wait_outcome(self) -> DeployOutcome:
-        """The deployment outcome, once known."""
+        """The deployment outcome, once known (callable before :meth:`run` has begun)."""
+        await self._outcome_made.wait()
         assert self._outcome is not None
         return await asyncio.shield(self._outcome)
 
@@ -731,3 +811,14 @@ class Orchestrator:
     def state_path(self) -> Path:
         """The state directory."""
         return self.state_dir
+
+
+class _Scraped:
+    """The MetricsSource the registry reads: the snapshot taken on the loop for the scrape in progress
+    (the collector runs in a thread, so it must not read the orchestrator's live structures)."""
+
+    def __init__(self) -> None:
+        self.snap = Snapshot([], [], [], 0, 0.0)
+
+    def metrics_snapshot(self) -> Snapshot:
+        return self.snap

@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING
 
 from deploy_code.config import InterpolationContext, render_argv, render_probe, service_environment
 from deploy_code.errors import DeployCodeError
-from deploy_code.events import ReplicaExited, ReplicaState, ReplicaTransitioned
+from deploy_code.events import ProbeFailed, ReplicaExited, ReplicaState, ReplicaTransitioned
 from deploy_code.health import (
     CheckTarget,
     LogLineMatcher,
     NotifyEndpoint,
+    ProbeResult,
     ProbeRunner,
     ProbeTransition,
     make_check,
@@ -320,7 +321,7 @@ class Replica:
             if runner is None:
                 return
             async with asyncio.TaskGroup() as tg:
-                task = tg.create_task(runner.run(on_startup))
+                task = tg.create_task(runner.run(on_startup, self._on_result("startup")))
                 await passed.wait()
                 task.cancel()
         ready = asyncio.Event()
@@ -340,12 +341,27 @@ class Replica:
                     if t.healthy:
                         ready.set()
 
-                tg.create_task(runner.run(on_readiness))
+                tg.create_task(runner.run(on_readiness, self._on_result("readiness")))
             if health.liveness is not None:
                 await ready.wait()
                 live = self._runner("liveness", health.liveness)
                 if live is not None:
-                    tg.create_task(live.run(self._on_liveness))
+                    tg.create_task(live.run(self._on_liveness, self._on_result("liveness")))
+
+    def _on_result(self, probe: str) -> Callable[[ProbeResult], None]:
+        """Every probe attempt feeds the metrics: its latency, and a failure count. Failures go to the
+        recorder only: the event store keeps the transitions they cause, not every failed attempt."""
+        recorder = self.orch.recorder
+        service = self.service.name
+
+        def on_result(result: ProbeResult) -> None:
+            recorder.observe_probe(service, probe, result.latency_s, result.ok)
+            if not result.ok:
+                recorder.publish(
+                    ProbeFailed(service, self.index, probe, result.message, self.orch.clock.wall_time())
+                )
+
+        return on_result
 
     def _on_readiness(self, t: ProbeTransition) -> None:
         if t.healthy and self.state in (S.STARTING, S.DEGRADED):

@@ -109,6 +109,11 @@ class ServiceRuntime:
             return str(S.STOPPED)
         return str(S.READY)
 
+    @property
+    def ready_count(self) -> int:
+        """Replicas ready now (a counter, not a scan)."""
+        return self._by_state[S.READY]
+
     def summary(self) -> dict[str, object]:
         """State, ready/desired and restarts, without the per-replica detail of ``snapshot``."""
         return {
