@@ -442,6 +442,88 @@ class Orchestrator:
         """Keep the history sampler running for ``seconds`` more (a `top` or dashboard client)."""
         self._watched_until = max(self._watched_until, self.clock.now() + seconds)
 
+    def health_report(self) -> dict[str, object]:
+        """Per service: healthy or not, ready / desired, and the replicas that are not ready with why.
+
+        A service is healthy when every desired replica is ready, or when it ran to completion; the
+        deployment is healthy when every service is.
+        """
+        services: dict[str, object] = {}
+        healthy_all = True
+        for name, svc in self.services.items():
+            state = svc.state
+            healthy = state == "completed" or (state == "ready" and svc.ready_count >= svc.desired)
+            healthy_all = healthy_all and healthy
+            problems = [
+                {"id": r.id, "state": str(r.state), "reason": r.reason}
+                for _, r in sorted(svc.replicas.items())
+                if r.state not in (ReplicaState.READY, ReplicaState.COMPLETED)
+            ]
+            services[name] = {
+                "healthy": healthy,
+                "state": state,
+                "ready": svc.ready_count,
+                "desired": svc.desired,
+                "restarts": sum(r.restarts for r in svc.replicas.values()),
+                "not_ready": problems[:20],  # bounded: the first 20 are enough to act on
+            }
+        return {
+            "healthy": healthy_all and self.phase == "running",
+            "phase": self.phase,
+            "services": services,
+        }
+
+    async def top(self) -> dict[str, object]:
+        """Live per-replica CPU, memory, open files and restarts (``deploy-code top``, the dashboard).
+
+        Samples the processes now (at most once a second, in a thread) and keeps the history sampler
+        running for another minute, so the dashboard's plots fill while someone looks.
+        """
+        self.watch(60.0)
+        now = self.clock.now()
+        rows: list[dict[str, object]] = []
+        pids: list[int] = []
+        for name, svc in self.services.items():
+            for idx in sorted(svc.replicas):
+                r = svc.replicas[idx]
+                pid = r.handle.identity.pid if r.handle is not None else None
+                if pid is not None:
+                    pids.append(pid)
+                uptime = round(now - r.started_at, 1) if r.started_at and r.handle else None
+                rows.append(
+                    {
+                        "id": r.id,
+                        "service": name,
+                        "index": idx,
+                        "state": str(r.state),
+                        "pid": pid,
+                        "restarts": r.restarts,
+                        "uptime_s": uptime,
+                    }
+                )
+        procs = await asyncio.to_thread(self.procs.sample, pids)
+        for row in rows:
+            sample = procs.get(row["pid"]) if isinstance(row["pid"], int) else None
+            row["cpu_percent"] = None if sample is None else sample.cpu_percent
+            row["memory_bytes"] = None if sample is None else sample.memory_bytes
+            row["open_files"] = None if sample is None else sample.open_files
+        return {"at": self.clock.wall_time(), "replicas": rows}
+
+    def history_series(self, keys: Iterable[str], since_s: float, resolution: float) -> dict[str, object]:
+        """Points of the named history keys over the last ``since_s`` seconds (``Point(t, mean, max)``
+        with ``t`` as wall time), for the dashboard's plots."""
+        self.watch(60.0)
+        now, wall = self.clock.now(), self.clock.wall_time()
+        out: dict[str, object] = {}
+        for key in keys:
+            points = self.history.series(key, since=now - since_s, resolution=resolution)
+            out[key] = [[round(wall - (now - p.t), 3), p.mean, p.max] for p in points]
+        return {"keys": self.history_keys(), "series": out}
+
+    def history_keys(self) -> list[str]:
+        """Every key the history holds now (bounded by ``History.max_keys``)."""
+        return self.history.keys()
+
     def metrics_snapshot(self) -> Snapshot:
         """Live state for the metrics collector: plain values, no I/O (MetricsSource)."""
         services: list[ServiceSample] = []
