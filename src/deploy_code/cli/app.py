@@ -330,6 +330,63 @@ def status(
 
 
 @app.command()
+def health(file: FileOpt = DEFAULT_FILE, fmt: FormatOpt = "text") -> None:
+    """Is every service healthy? Exit status 0 when it is, 1 when not (for scripts and CI)."""
+
+    def run() -> bool:
+        with _client(file) as c:
+            doc = c.request("GET", "/v1/health/report")
+        if fmt == "text":
+            from rich.console import Console
+
+            from deploy_code.cli.display import health_table
+
+            Console().print(health_table(doc))
+        else:
+            _emit(doc, fmt)
+        return bool(doc.get("healthy"))
+
+    if not _guard(run):
+        raise typer.Exit(1)
+
+
+@app.command()
+def top(
+    file: FileOpt = DEFAULT_FILE,
+    fmt: FormatOpt = "text",
+    interval: Annotated[
+        float, typer.Option("--interval", "-n", min=0.5, help="Seconds between refreshes.")
+    ] = 2.0,
+    once: Annotated[bool, typer.Option("--once", help="Print one table and exit.")] = False,
+) -> None:
+    """Live CPU, memory, open files and restarts of every replica (Ctrl-C to quit)."""
+
+    def run() -> None:
+        from rich.console import Console
+        from rich.live import Live
+
+        from deploy_code.cli.display import top_table
+
+        with _client(file) as c:
+            doc = c.request("GET", "/v1/top")
+            if fmt != "text":
+                _emit(doc, fmt)
+                return
+            if once:
+                Console().print(top_table(doc))
+                return
+            with Live(top_table(doc), refresh_per_second=4, screen=False) as live:
+                try:
+                    while True:
+                        time.sleep(interval)
+                        live.update(top_table(c.request("GET", "/v1/top")))
+                except KeyboardInterrupt:
+                    return
+
+    _guard(run)
+
+
+@app.command()
 def logs(
     service: str,
     file: LogsFileOpt = DEFAULT_FILE,

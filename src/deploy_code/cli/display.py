@@ -127,3 +127,60 @@ def resources_table(status: dict[str, Any]) -> Any:
     ports = status.get("ports", {})
     table.caption = f"ports in use: {ports.get('in_use', 0)} of range {ports.get('range', '?')}"
     return table
+
+
+def health_table(report: dict[str, Any]) -> Any:
+    """A Rich table of a health report: one row per service, then the replicas that are not ready."""
+    from rich.table import Table
+
+    ok = report.get("healthy")
+    verdict = "[green]healthy[/]" if ok else "[bold red]unhealthy[/]"
+    table = Table(title=f"{verdict}  [{report.get('phase')}]", title_justify="left")
+    for col in ("SERVICE", "HEALTH", "STATE", "READY", "RESTARTS", "NOT READY"):
+        table.add_column(col)
+    for name, svc in report.get("services", {}).items():
+        bad = "; ".join(f"{r['id']} {r['state']}: {r['reason']}" for r in svc.get("not_ready", []))
+        table.add_row(
+            name,
+            "[green]ok[/]" if svc["healthy"] else "[red]no[/]",
+            svc["state"],
+            f"{svc['ready']}/{svc['desired']}",
+            str(svc["restarts"]),
+            bad[:100],
+        )
+    return table
+
+
+def _bytes(n: float | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return "-"  # pragma: no cover
+
+
+def top_table(doc: dict[str, Any]) -> Any:
+    """A Rich table of ``/v1/top``: per replica CPU, memory, open files, restarts, uptime."""
+    from rich.table import Table
+
+    rows = doc.get("replicas", [])
+    table = Table(title=f"{len(rows)} replicas", title_justify="left")
+    for col in ("REPLICA", "STATE", "PID", "CPU %", "MEMORY", "FDS", "RESTARTS", "UPTIME"):
+        table.add_column(col, justify="right" if col not in ("REPLICA", "STATE") else "left")
+    for r in sorted(rows, key=lambda r: -(r.get("cpu_percent") or 0.0)):
+        style = _STYLE.get(r["state"], "")
+        cpu = r.get("cpu_percent")
+        uptime = r.get("uptime_s")
+        table.add_row(
+            r["id"],
+            f"[{style}]{r['state']}[/]" if style else r["state"],
+            str(r["pid"] or "-"),
+            "-" if cpu is None else f"{cpu:.1f}",
+            _bytes(r.get("memory_bytes")),
+            str(r.get("open_files") if r.get("open_files") is not None else "-"),
+            str(r["restarts"]),
+            "-" if uptime is None else f"{uptime:.0f}s",
+        )
+    return table
