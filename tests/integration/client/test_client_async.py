@@ -57,9 +57,9 @@ async def test_async_client_lifecycle(deployment: Deployment, monkeypatch: pytes
         lines = await client.logs("db", 10)
         assert len(lines) == 1 and isinstance(lines[0], LogLine) and lines[0].replica == "db.0"
 
-        # events(): the stored transitions first, then a restart's as they happen.
+        # events(): the stored transitions first, then the restart's as they happen.
         seen: list[Event] = []
-        both_ready, stopping = asyncio.Event(), asyncio.Event()
+        both_ready, restarting = asyncio.Event(), asyncio.Event()
 
         async def follow() -> None:
             async with contextlib.aclosing(client.events(service="api", kind="replica.transition")) as it:
@@ -67,15 +67,15 @@ async def test_async_client_lifecycle(deployment: Deployment, monkeypatch: pytes
                     seen.append(event)
                     if sum(e.data.get("new") == "ready" for e in seen) == 2:  # both replicas, stored
                         both_ready.set()
-                    if event.data.get("new") == "stopping":
-                        stopping.set()
+                    if event.data.get("old") == "ready":  # a replica left ready: the restart
+                        restarting.set()
                         return
 
         async with asyncio.timeout(30), asyncio.TaskGroup() as tg:
             tg.create_task(follow())
             await both_ready.wait()
             restarted = await client.restart(["api"])
-            await stopping.wait()
+            await restarting.wait()
         assert sorted(restarted.restarted) == ["api.0", "api.1"]
         assert all(e.service == "api" and e.kind == "replica.transition" for e in seen)
         assert [e.id for e in seen] == sorted(e.id for e in seen)
