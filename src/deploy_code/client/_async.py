@@ -183,12 +183,15 @@ class AsyncClient:
         return await self._send(_core.status_call(detailed=detailed))
 
     async def health(self) -> HealthReport:
-        """The orchestrator answers, and its phase (starting, running, stopping, stopped).
+        """The orchestrator answers, its phase, and each service's health (``deploy-code health``).
 
         Raises:
             SupervisionError: S002 when no orchestrator runs.
         """
-        return await self._send(_core.health_call())
+        try:
+            return await self._send(_core.health_report_call())
+        except _core.MissingRoute:  # an orchestrator without /v1/health/report: liveness and phase only
+            return await self._send(_core.health_call())
 
     async def outcome(self) -> Outcome:
         """The deployment outcome (waits until it is known)."""

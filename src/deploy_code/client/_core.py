@@ -50,6 +50,7 @@ from deploy_code.errors import (
 
 __all__ = [
     "Call",
+    "MissingRoute",
     "Target",
     "as_names",
     "error_for",
@@ -150,13 +151,20 @@ def map_transport_errors(target: Target) -> Iterator[None]:
         raise NetworkError(f"orchestrator API error on {target.where}: {type(exc).__name__}: {exc}") from None
 
 
+class MissingRoute(ConfigError):
+    """E002 for a path the orchestrator does not serve (HTTP 404): it is older than this client."""
+
+
 def error_for(status: int, text: str) -> DeployCodeError:
     """The coded error of a problem+json reply (E010 for any other error reply)."""
     try:
         body = json.loads(text)
         code = ErrorCode(body["code"])
         diags = [_diagnostic(e) for e in body.get("errors") or ()]
-        return make_error(code, str(body.get("detail", "")), hint=body.get("hint"), diagnostics=diags)
+        detail, hint = str(body.get("detail", "")), body.get("hint")
+        if status == 404 and code == ErrorCode.E002:
+            return MissingRoute(detail, code=code, hint=hint, diagnostics=diags)
+        return make_error(code, detail, hint=hint, diagnostics=diags)
     except (ValueError, KeyError, TypeError):
         return NetworkError(f"orchestrator answered HTTP {status}: {text[:MAX_ERROR_TEXT]}")
 
@@ -235,8 +243,13 @@ def status_call(*, detailed: bool = False) -> Call[Status]:
 
 
 def health_call() -> Call[HealthReport]:
-    """``GET /v1/health``."""
+    """``GET /v1/health``: the orchestrator answers, and its phase."""
     return Call("GET", "/v1/health", HealthReport.model_validate)
+
+
+def health_report_call() -> Call[HealthReport]:
+    """``GET /v1/health/report``: per-service health as well."""
+    return Call("GET", "/v1/health/report", lambda doc: HealthReport.model_validate({"ok": True, **doc}))
 
 
 def outcome_call() -> Call[Outcome]:

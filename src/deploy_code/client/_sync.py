@@ -157,8 +157,11 @@ class Client:
         return self._send(_core.status_call(detailed=detailed))
 
     def health(self) -> HealthReport:
-        """The orchestrator answers, and its phase (S002 when none runs)."""
-        return self._send(_core.health_call())
+        """The orchestrator answers, its phase, and each service's health (S002 when none runs)."""
+        try:
+            return self._send(_core.health_report_call())
+        except _core.MissingRoute:  # an orchestrator without /v1/health/report: liveness and phase only
+            return self._send(_core.health_call())
 
     def outcome(self) -> Outcome:
         """The deployment outcome (waits until it is known)."""

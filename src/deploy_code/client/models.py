@@ -19,12 +19,14 @@ __all__ = [
     "Failure",
     "HealthReport",
     "LogLine",
+    "NotReady",
     "Outcome",
     "PortUsage",
     "ReplicaStatus",
     "ResourceUsage",
     "RestartResult",
     "ScaleResult",
+    "ServiceHealth",
     "ServiceStatus",
     "Status",
     "StopResult",
@@ -127,11 +129,36 @@ class Status(_Model):
         return all(svc.healthy for svc in self.services.values())
 
 
+class NotReady(_Model):
+    """A replica that is not ready (nor completed), and why."""
+
+    id: str
+    state: ReplicaState
+    reason: str | None = None
+
+
+class ServiceHealth(_Model):
+    """One service's health: every desired replica ready, or the service ran to completion."""
+
+    healthy: bool
+    state: ReplicaState
+    ready: int
+    desired: int
+    restarts: int = 0
+    not_ready: tuple[NotReady, ...] = ()  # the orchestrator sends the first 20
+
+
 class HealthReport(_Model):
-    """The orchestrator answers; ``phase`` is starting, running, stopping or stopped."""
+    """The orchestrator answers (``ok``) in ``phase`` (starting, running, stopping, stopped).
+
+    ``healthy`` (every service healthy and the phase ``running``) and ``services`` come from
+    ``GET /v1/health/report``; they are None and empty from an orchestrator that has no such route.
+    """
 
     ok: bool
     phase: str
+    healthy: bool | None = None
+    services: dict[str, ServiceHealth] = Field(default_factory=dict)
 
 
 class Failure(_Model):

@@ -97,7 +97,10 @@ def test_sync_client_lifecycle(deployment: Deployment) -> None:
         # A second deploy finds the running orchestrator and starts nothing.
         assert client.deploy().pid == status.pid
 
-        assert client.health() == HealthReport(ok=True, phase="running")
+        report = client.health()
+        assert isinstance(report, HealthReport) and (report.ok, report.phase) == (True, "running")
+        if report.healthy is not None:  # an orchestrator with /v1/health/report
+            assert report.healthy and report.services["api"].ready == 2
 
         lines = client.logs("api", 5)
         assert {line.replica for line in lines} == {"api.0", "api.1"}
@@ -130,6 +133,10 @@ def test_sync_client_lifecycle(deployment: Deployment) -> None:
         assert sorted(client.stop("api", timeout=2).stopped) == ["api.0", "api.1"]
         stopped = client.status().services["api"]
         assert stopped.state == ReplicaState.STOPPED and not stopped.healthy
+        report = client.health()
+        if report.healthy is not None:
+            assert not report.healthy and not report.services["api"].healthy
+            assert {r.id for r in report.services["api"].not_ready} == {"api.0", "api.1"}
         assert client.wait_for_healthy(5, services=["db"]).services["db"].healthy
         with pytest.raises(TimeoutExceeded) as timeout:
             client.wait_for_healthy(0.3)
