@@ -4,6 +4,9 @@
 route                                  role      what
 =====================================  ========  ==================================================
 GET  /v1/health                        viewer    liveness of the orchestrator and its phase
+GET  /v1/health/report                 viewer    per service: healthy, state, ready / desired, restarts
+GET  /v1/top                           viewer    per replica: CPU, memory, open files, restarts, uptime
+GET  /v1/history                       viewer    points of history keys (1 s or 1 min) for plots
 GET  /v1/status                        viewer    what ``status`` shows (+ ``api``: listeners, token names)
 GET  /v1/outcome                       viewer    the deployment outcome (waits until known)
 GET  /v1/services[/{name}]             viewer    per-service state and replicas
@@ -12,6 +15,7 @@ GET  /v1/events                        viewer    stored events; ``follow=true`` 
 GET  /v1/deployments                   viewer    one row per ``up``, newest first
 GET  /metrics                          viewer    Prometheus text exposition
 GET  /openapi.json                     viewer    this API's OpenAPI document
+GET  /dashboard[/static/{file}]        none      the web dashboard's page and files (no data: see .dashboard)
 POST /v1/restart, /v1/stop, /v1/scale  operator  change services
 POST /v1/down                          admin     stop everything and end the orchestrator
 =====================================  ========  ==================================================
@@ -24,7 +28,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from enum import IntEnum
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
@@ -32,6 +37,7 @@ from pydantic import BaseModel, Field
 
 from deploy_code import __version__
 from deploy_code.api.auth import require
+from deploy_code.api.dashboard import add_dashboard
 from deploy_code.api.events import NDJSON, follow_events
 from deploy_code.api.problems import PROBLEM, Problem, install_problem_handlers
 from deploy_code.api.tokens import TokenSet
@@ -45,6 +51,8 @@ MAX_LOG_LINES = 10_000  # per replica and request; more is refused (422)
 MAX_EVENTS = 10_000  # rows one request may return (the store's own cap); page with after_id
 MAX_DEPLOYMENTS = 1_000  # rows one request may return
 MAX_REPLICAS = 10_000  # same bound as the file's `replicas`
+MAX_HISTORY_KEYS = 64  # keys one /v1/history request may ask for (a dashboard page needs ~3 a replica)
+MAX_HISTORY_SINCE_S = 86_400  # the coarse ring's reach: 24 h of 1 min points
 
 viewer = Depends(require("viewer"))
 operator = Depends(require("operator"))
@@ -88,6 +96,73 @@ class Health(BaseModel):
 
     ok: bool
     phase: str
+
+
+class NotReady(BaseModel):
+    """A replica that is neither ready nor completed, and why."""
+
+    id: str
+    state: str
+    reason: str | None = None
+
+
+class ServiceHealth(BaseModel):
+    """One service: healthy when every desired replica is ready, or when it ran to completion."""
+
+    healthy: bool
+    state: str
+    ready: int
+    desired: int
+    restarts: int
+    not_ready: list[NotReady] = Field(description="the first 20 replicas not ready, with why")
+
+
+class HealthReport(BaseModel):
+    """Per-service health; ``healthy`` when every service is and the phase is running."""
+
+    healthy: bool
+    phase: str
+    services: dict[str, ServiceHealth]
+
+
+class ReplicaTop(BaseModel):
+    """One replica's process now; the samples are None while it has no process (or on a first read)."""
+
+    id: str
+    service: str
+    index: int
+    state: str
+    pid: int | None
+    restarts: int
+    uptime_s: float | None
+    cpu_percent: float | None = Field(description="percent of one core since the previous sample")
+    memory_bytes: int | None = Field(description="resident set size")
+    open_files: int | None = Field(description="open file descriptors")
+
+
+class Top(BaseModel):
+    """Every replica's resource use, sampled now (``at`` is wall time, seconds since the epoch)."""
+
+    at: float
+    replicas: list[ReplicaTop]
+
+
+class Resolution(IntEnum):
+    """Seconds per history point: 1 (the last 10 minutes) or 60 (the last 24 hours)."""
+
+    SECOND = 1
+    MINUTE = 60
+
+
+class HistorySeries(BaseModel):
+    """Points ``[t, mean, max]`` per asked key, oldest first (``t``: wall time of the slot's start);
+    ``keys`` lists every key the history holds now, for discovery. An unknown key has no points."""
+
+    keys: list[str]
+    series: dict[str, list[tuple[float, float, float]]]
+
+
+HistoryKey = Annotated[str, Field(min_length=1, max_length=200)]
 
 
 class Failure(BaseModel):
@@ -185,6 +260,29 @@ def create_app(
     @app.get("/v1/health", dependencies=[viewer], responses=_problems())
     async def health() -> Health:
         return Health(ok=True, phase=orch.phase)
+
+    @app.get("/v1/health/report", dependencies=[viewer], responses=_problems())
+    async def health_report() -> HealthReport:
+        """Per service: healthy or not, ready / desired, restarts, and the replicas not ready with why."""
+        return HealthReport.model_validate(orch.health_report())
+
+    @app.get("/v1/top", dependencies=[viewer], responses=_problems())
+    async def top() -> Top:
+        """Each replica's CPU, memory and open files now; keeps the history sampler on for a minute."""
+        return Top.model_validate(await orch.top())
+
+    @app.get("/v1/history", dependencies=[viewer], responses=_problems())
+    async def history(
+        keys: Annotated[list[HistoryKey], Query(default_factory=list, max_length=MAX_HISTORY_KEYS)],
+        since: float = Query(600.0, gt=0, le=MAX_HISTORY_SINCE_S, description="seconds back from now"),
+        resolution: Resolution = Resolution.SECOND,
+    ) -> HistorySeries:
+        """Points of the named keys (e.g. ``app.0/cpu_percent``) over the last ``since`` seconds.
+
+        The history is sampled once a second only while someone watches: this call, like ``/v1/top``,
+        keeps the sampler on for another minute.
+        """
+        return HistorySeries.model_validate(orch.history_series(keys, since, float(resolution)))
 
     @app.get("/v1/status", dependencies=[viewer], responses=_problems())
     async def status() -> dict[str, Any]:
@@ -310,4 +408,5 @@ def create_app(
             text = await text
         return Response(text, media_type=CONTENT_TYPE)
 
+    add_dashboard(app)
     return app
