@@ -289,6 +289,53 @@ class PlacementSpec(_Strict):
     spread: bool = False  # spread this service's replicas across nodes
 
 
+def _bandwidth(value: object) -> int:
+    """``10MB/s``, ``512KiB/s``, ``1000000`` (bytes per second)."""
+    if isinstance(value, str) and value.strip().endswith("/s"):
+        value = value.strip()[:-2]
+    rate = parse_size_bytes(value)
+    if rate <= 0:
+        raise ValueError("bandwidth must be positive")
+    return rate
+
+
+_BANDWIDTH_SCHEMA: dict[str, Any] = {
+    "anyOf": [{"type": "integer", "minimum": 1}, {"type": "string"}],
+    "description": "bytes per second, or a string such as 10MB/s, 512KiB/s",
+}
+Bandwidth = Annotated[int, BeforeValidator(_bandwidth), WithJsonSchema(_BANDWIDTH_SCHEMA)]
+
+
+class ExposeSpec(_Strict):
+    """A stable front port for one of the service's named ports, balancing over its ready replicas."""
+
+    port: PortValue = "auto"  # the front port: fixed, or auto from settings.port_range
+    host: str | None = None  # default: settings.host
+    balance: Literal["round_robin", "least_conn"] = "round_robin"
+    bandwidth: Bandwidth | None = None  # per exposed port, each direction
+    connect_timeout: Duration = 0.5  # to find a ready replica and connect to it (retries included)
+    max_connections: int | None = Field(default=None, ge=1, le=1_000_000)
+    queue_timeout: Duration = 1.0  # how long a connection over max_connections waits for a slot
+
+
+class AutoscaleSpec(_Strict):
+    """Scale replicas between ``min`` and ``max`` to keep ``metric`` near ``target``."""
+
+    min: int = Field(default=1, ge=0, le=10_000)
+    max: int = Field(ge=1, le=10_000)
+    metric: Literal["cpu", "connections", "latency_p95"] = "cpu"
+    target: float = Field(gt=0)  # cpu: percent per replica; connections: per replica; latency: ms
+    interval: Duration = Field(default=5.0, gt=0)
+    scale_up_cooldown: Duration = 10.0
+    scale_down_cooldown: Duration = 60.0
+
+    @model_validator(mode="after")
+    def _bounds(self) -> AutoscaleSpec:
+        if self.min > self.max:
+            raise ValueError(f"autoscale.min ({self.min}) is above autoscale.max ({self.max})")
+        return self
+
+
 class ServiceSpec(_Strict):
     """One service: what to run, how many, with what, after whom, and how to know it is healthy."""
 
@@ -308,6 +355,8 @@ class ServiceSpec(_Strict):
     stop_signal: str = "SIGTERM"
     pool: str | None = None
     placement: PlacementSpec = PlacementSpec()
+    expose: dict[Annotated[str, Field(pattern=PORT_NAME_RE)], ExposeSpec] = Field(default_factory=dict)
+    autoscale: AutoscaleSpec | None = None
 
     @model_validator(mode="before")
     @classmethod

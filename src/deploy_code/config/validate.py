@@ -201,6 +201,49 @@ def _ports(spec: ProjectSpec, source: SourceMap) -> Iterator[Diagnostic]:
             )
 
 
+def _expose(spec: ProjectSpec, source: SourceMap) -> Iterator[Diagnostic]:
+    """Exposed names must be declared ports; fixed front ports clash with nothing else; metrics that
+    come from the front port need one."""
+    fixed: dict[int, str] = {
+        int(port): f"services.{name}.ports.{port_name}"
+        for name, svc in spec.services.items()
+        for port_name, port in svc.ports.items()
+        if port != "auto"
+    }
+    for name, svc in spec.services.items():
+        for port_name, exp in svc.expose.items():
+            if port_name not in svc.ports:
+                yield Diagnostic(
+                    ErrorCode.E002,
+                    f"services.{name}.expose.{port_name}: the service declares no port {port_name!r}",
+                    source.locate("services", name, "expose", port_name),
+                    _did_you_mean(port_name, list(svc.ports))
+                    or f"declare it under services.{name}.ports first",
+                )
+                continue
+            if exp.port == "auto":
+                continue
+            here = f"services.{name}.expose.{port_name}.port"
+            other = fixed.get(int(exp.port))
+            if other is not None:
+                yield Diagnostic(
+                    ErrorCode.S004,
+                    f"front port {exp.port} is claimed by both {other} and {here}",
+                    source.locate("services", name, "expose", port_name, "port"),
+                    "give the front port a number of its own, or use auto",
+                )
+            fixed[int(exp.port)] = here
+        auto = svc.autoscale
+        if auto is not None and auto.metric != "cpu" and not svc.expose:
+            yield Diagnostic(
+                ErrorCode.E002,
+                f"services.{name}.autoscale.metric: {auto.metric} is measured at the front port, "
+                "but the service exposes none",
+                source.locate("services", name, "autoscale", "metric"),
+                f"add services.{name}.expose, or scale on cpu",
+            )
+
+
 def _probes(spec: ProjectSpec, source: SourceMap) -> Iterator[Diagnostic]:
     for name, svc in spec.services.items():
         for probe_name in _PROBES:
@@ -324,6 +367,7 @@ def validate(
     return [
         *_alerts(spec, source),
         *_dependencies(spec, source),
+        *_expose(spec, source),
         *_placement(spec, source),
         *_pools(spec, source),
         *_ports(spec, source),
