@@ -154,12 +154,16 @@ class Resolution(IntEnum):
     MINUTE = 60
 
 
+# [t, mean, max]; a list, not a tuple: a tuple's OpenAPI form (prefixItems) trips some clients.
+HistoryPoint = Annotated[list[float], Field(min_length=3, max_length=3)]
+
+
 class HistorySeries(BaseModel):
     """Points ``[t, mean, max]`` per asked key, oldest first (``t``: wall time of the slot's start);
     ``keys`` lists every key the history holds now, for discovery. An unknown key has no points."""
 
     keys: list[str]
-    series: dict[str, list[tuple[float, float, float]]]
+    series: dict[str, list[HistoryPoint]]
 
 
 HistoryKey = Annotated[str, Field(min_length=1, max_length=200)]

@@ -9,7 +9,8 @@
 
 (() => {
   const TOKEN_KEY = "deploy-code.dashboard.token";
-  const WINDOW_S = 600; // the plots' width: the fine ring buffers' 10 minutes
+  const WINDOW_S = 600; // the widest plot: the fine ring buffers' 10 minutes
+  const SPANS_S = [60, 120, 300, 600]; // a plot spans the shortest of these that holds its data
   const FAST_MS = 2000;
   const SLOW_MS = 5000;
   const FETCH_TIMEOUT_MS = 10000;
@@ -18,18 +19,24 @@
   const LOCAL_POINTS = 400; // restarts seen by /v1/top polls, per replica, when the history has none
   const SVG_NS = "http://www.w3.org/2000/svg";
   const W = 300;
-  const H = 72;
+  const H = 70;
+  const PAD_TOP = 5; // the scale's top sits below the frame, zero just above it (a 0 line stays visible)
+  const PAD_BOTTOM = 3;
+  const yOf = (f) => H - PAD_BOTTOM - f * (H - PAD_TOP - PAD_BOTTOM); // f: 0 (zero) .. 1 (the scale)
 
+  // gap: seconds between two points that break the line (history: 1 s points; restarts may come
+  // from the 2 s polls).
   const METRICS = [
-    { key: "cpu_percent", label: "CPU", fmt: fmtPercent, floor: 1, step: false },
-    { key: "memory_bytes", label: "Memory", fmt: fmtBytes, floor: 1 << 20, step: false },
-    { key: "restarts", label: "Restarts", fmt: fmtCount, floor: 1, step: true },
+    { key: "cpu_percent", label: "CPU", fmt: fmtPercent, floor: 1, step: false, gap: 3 },
+    { key: "memory_bytes", label: "Memory", fmt: fmtBytes, floor: 1 << 20, step: false, gap: 3 },
+    { key: "restarts", label: "Restarts", fmt: fmtCount, floor: 1, step: true, gap: 10 },
   ];
 
   const state = {
     token: null,
     authFailed: false,
     now: Date.now() / 1000, // the server's wall clock, from /v1/top
+    span: SPANS_S[0], // seconds the plots show, the same for all
     top: null,
     history: {},
     knownKeys: new Set(),
@@ -292,12 +299,12 @@
       chart.setAttribute("aria-label", `${m.label} of ${id}`);
       const grid = svg("g", { class: "grid" });
       for (const f of [0, 0.5, 1]) {
-        const y = (1 + f * (H - 2)).toFixed(1);
+        const y = yOf(f).toFixed(1);
         grid.append(svg("line", { x1: 0, x2: W, y1: y, y2: y }));
       }
       chart.append(grid, svg("g", { class: "data" }));
       const axis = el("div", "axis muted");
-      axis.append(el("span", null, "−10 min"), el("span", "scale"), el("span", null, "now"));
+      axis.append(el("span", "since"), el("span", "scale"), el("span", null, "now"));
       fig.append(cap, chart, axis);
       plots.append(fig);
     }
@@ -334,28 +341,37 @@
   }
 
   function renderPlots() {
+    const plots = [];
+    let earliest = state.now;
     for (const [id, card] of state.cards) {
       for (const m of METRICS) {
         let points = state.history[`${id}/${m.key}`];
         if (m.key === "restarts" && !(points && points.length)) points = state.localRestarts.get(id);
-        drawPlot(card.querySelector(`figure[data-metric="${m.key}"]`), points || [], m);
+        points = points || [];
+        if (points.length) earliest = Math.min(earliest, points[0][0]);
+        plots.push([card.querySelector(`figure[data-metric="${m.key}"]`), points, m]);
       }
     }
+    // A young deployment's few seconds of data would be a sliver at the right of 10 minutes.
+    state.span = SPANS_S.find((s) => s >= state.now - earliest) || WINDOW_S;
+    for (const [fig, points, m] of plots) drawPlot(fig, points, m);
   }
 
-  // Points are [t, mean, max]; a gap of more than 3 s (nobody watched) breaks the line.
+  // Points are [t, mean, max]; a gap longer than m.gap (nobody watched) breaks the line.
   function drawPlot(fig, points, m) {
-    const t0 = state.now - WINDOW_S;
+    const span = state.span;
+    const t0 = state.now - span;
     const visible = points.filter((p) => p[0] >= t0 - 1 && p[0] <= state.now + 1);
     let peak = 0;
     for (const p of visible) peak = Math.max(peak, p[2]);
     const scale = niceCeil(Math.max(peak, m.floor));
-    const x = (t) => Math.max(0, Math.min(W, ((t - t0) / WINDOW_S) * W)).toFixed(1);
-    const y = (v) => (H - 1 - (v / scale) * (H - 2)).toFixed(1);
+    const right = W - 3; // "now" a dot's radius inside the frame
+    const x = (t) => Math.max(0, Math.min(right, ((t - t0) / span) * right)).toFixed(1);
+    const y = (v) => yOf(v / scale).toFixed(1);
     const segments = [];
     let seg = [];
     for (const p of visible) {
-      if (seg.length && p[0] - seg[seg.length - 1][0] > 3) {
+      if (seg.length && p[0] - seg[seg.length - 1][0] > m.gap) {
         segments.push(seg);
         seg = [];
       }
@@ -374,7 +390,8 @@
       if (xy.length > 1) {
         const first = xy[0].split(",")[0];
         const last = xy[xy.length - 1].split(",")[0];
-        nodes.push(svg("polygon", { class: "area", points: `${first},${H} ${xy.join(" ")} ${last},${H}` }));
+        const base = yOf(0).toFixed(1);
+        nodes.push(svg("polygon", { class: "area", points: `${first},${base} ${xy.join(" ")} ${last},${base}` }));
         nodes.push(svg("polyline", { class: "line", points: xy.join(" ") }));
       }
     }
@@ -385,6 +402,7 @@
     layer.replaceChildren(...nodes);
     fig.dataset.points = String(visible.length);
     fig.querySelector(".value").textContent = visible.length ? m.fmt(visible[visible.length - 1][1]) : "–";
+    fig.querySelector(".since").textContent = `−${span / 60} min`;
     fig.querySelector(".scale").textContent = visible.length ? `scale ${m.fmt(scale)}` : "no data yet";
   }
 
