@@ -78,7 +78,11 @@ class StandIn:
     def history_series(self, keys: Iterable[str], since_s: float, resolution: float) -> dict[str, object]:
         keys = list(keys)
         self.history_calls.append((keys, since_s, resolution))
-        series = {k: [[1_700_000_000.0, 1.5, 2.0], [1_700_000_001.0, 2.5, 3.0]] for k in keys if k.startswith("web.0")}
+        series = {
+            k: [[1_700_000_000.0, 1.5, 2.0], [1_700_000_001.0, 2.5, 3.0]]
+            for k in keys
+            if k.startswith("web.0")
+        }
         return {"keys": ["web.0/cpu_percent", "web/ready"], "series": {k: series.get(k, []) for k in keys}}
 
 
@@ -130,7 +134,10 @@ async def test_history_passes_keys_since_and_resolution(client: httpx.AsyncClien
     assert resp.status_code == 200, resp.text
     doc = resp.json()
     assert doc["keys"] == ["web.0/cpu_percent", "web/ready"]
-    assert doc["series"] == {"web.0/cpu_percent": [[1_700_000_000.0, 1.5, 2.0], [1_700_000_001.0, 2.5, 3.0]], "nope/x": []}
+    assert doc["series"] == {
+        "web.0/cpu_percent": [[1_700_000_000.0, 1.5, 2.0], [1_700_000_001.0, 2.5, 3.0]],
+        "nope/x": [],
+    }
     assert orch.history_calls == [(["web.0/cpu_percent", "nope/x"], 120.0, 60.0)]
 
 
@@ -153,7 +160,16 @@ async def test_history_defaults(client: httpx.AsyncClient, orch: StandIn) -> Non
         ([("keys", "x" * 201)], "query.keys"),
         ([("keys", "")], "query.keys"),
     ],
-    ids=["resolution-5", "resolution-word", "since-too-far", "since-zero", "since-word", "65-keys", "long-key", "empty-key"],
+    ids=[
+        "resolution-5",
+        "resolution-word",
+        "since-too-far",
+        "since-zero",
+        "since-word",
+        "65-keys",
+        "long-key",
+        "empty-key",
+    ],
 )
 async def test_history_validation_is_a_problem(
     client: httpx.AsyncClient, orch: StandIn, params: list[tuple[str, str]], where: str
