@@ -40,6 +40,7 @@ from deploy_code.metrics import (
     Snapshot,
     record_snapshot,
 )
+from deploy_code.network import FrontPort, ProxySettings
 from deploy_code.ports import PortAllocator
 from deploy_code.resources import LOCAL_NODE, Ledger
 from deploy_code.runtime import (
@@ -139,6 +140,8 @@ class Orchestrator:
             low, high, quarantine_s=self.settings.port_quarantine, is_free=self._port_free
         )
         self.services: dict[str, ServiceRuntime] = {}
+        # Front ports of exposed services: service -> port name -> proxy (bounded by the file).
+        self.fronts: dict[str, dict[str, FrontPort]] = {}
         self.registry = Registry()
         self._unsettled = 0  # services not yet healthy or completed
         self._failures: list[tuple[str, str]] = []  # one entry per failed service: bounded
@@ -176,7 +179,10 @@ class Orchestrator:
         for dep in self.project.spec.services[service].depends_on:
             rt = self.services.get(dep)
             first = rt.replicas.get(0) if rt else None
-            deps[dep] = ServiceAddress(self.settings.host, dict(first.ports) if first else {})
+            ports = dict(first.ports) if first else {}
+            # An exposed port resolves to its front port: one address through restarts and scaling.
+            ports.update({p: fp.port for p, fp in self.fronts.get(dep, {}).items()})
+            deps[dep] = ServiceAddress(self.settings.host, ports)
         return InterpolationContext(environ=self._environ, ports=ports, services=deps, replica=index)
 
     def working_dir(self, service: str) -> str:
@@ -272,6 +278,7 @@ class Orchestrator:
                 selected=self.selected,
                 assigned=assigned,
             )
+            await self._open_fronts()
         except DeployCodeError:
             for h in self._adopted.values():
                 h.close()
@@ -560,6 +567,67 @@ class Orchestrator:
             text: bytes = await asyncio.to_thread(render, self._registry)
             return text
 
+    # --- front ports -------------------------------------------------------------------------------
+    async def _open_fronts(self) -> None:
+        """Bind one front port per exposed port (fixed, or auto from the port range), before any
+        replica starts, so that dependants' ``${services.X.ports.P}`` resolve to it.
+
+        Raises:
+            DeployCodeError: S004 when a front port is taken (naming the holder when visible).
+        """
+        assert self.plan is not None
+        now = self.clock.now()
+        for name in self.plan.placements:
+            for port_name, exp in self.project.spec.services[name].expose.items():
+                owner = f"{name}/front/{port_name}"
+                if exp.port == "auto":
+                    port = self.ports.allocate(owner, now)
+                else:
+                    port = int(exp.port)
+                    self.ports.reserve(port, owner)
+                fp = FrontPort(
+                    f"{name}.{port_name}",
+                    exp.host or self.settings.host,
+                    port,
+                    ProxySettings(
+                        balance=exp.balance,
+                        connect_timeout=exp.connect_timeout,
+                        bandwidth=exp.bandwidth,
+                        max_connections=exp.max_connections,
+                        queue_timeout=exp.queue_timeout,
+                    ),
+                    clock=self.clock,
+                )
+                await fp.start()
+                self.fronts.setdefault(name, {})[port_name] = fp
+
+    def route(self, rep: Replica, old: ReplicaState) -> None:
+        """A replica became ready (it joins its service's front ports) or stopped being ready (it
+        leaves them at once: no new connections; open ones are left to finish or to the drain)."""
+        fronts = self.fronts.get(rep.service.name)
+        if not fronts:
+            return
+        if rep.state == ReplicaState.READY:
+            for port_name, fp in fronts.items():
+                fp.add_backend(rep.id, self.settings.host, rep.ports[port_name])
+        elif old == ReplicaState.READY:
+            for fp in fronts.values():
+                fp.remove_backend(rep.id)
+
+    async def drain(self, rep: Replica, timeout: float) -> None:
+        """Before a replica is stopped: wait (up to ``timeout``) for its proxied connections to end."""
+        fronts = self.fronts.get(rep.service.name)
+        if fronts:
+            await asyncio.gather(*(fp.drain(rep.id, timeout) for fp in fronts.values()))
+
+    async def _close_fronts(self) -> None:
+        now = self.clock.now()
+        for name, fronts in self.fronts.items():
+            for port_name, fp in fronts.items():
+                await fp.close()
+                self.ports.release_owner(f"{name}/front/{port_name}", now)
+        self.fronts.clear()
+
     def _health(self) -> dict[str, ServiceHealth]:
         """What alert rules look at, per service (cheap: counters kept on every transition)."""
         return {name: ServiceHealth.from_snapshot(svc.summary()) for name, svc in self.services.items()}
@@ -690,6 +758,7 @@ class Orchestrator:
         # Every replica's task released its own booking as it ended; what is still held now leaked.
         # Recorded (then released anyway) so that tests and `history` can check the books balance.
         leaked = {"owners": self.ledger.owners, "allocated": self.ledger.allocated.to_dict()}
+        await self._close_fronts()
         now = self.clock.now()
         if self.plan is not None:
             release_plan(self.plan, self.ledger, self.ports, now=now)
@@ -887,12 +956,37 @@ class Orchestrator:
                 "pools": self.ledger.snapshot().get("pools", {}),
             },
             "ports": {"in_use": self.ports.in_use, "range": self.settings.port_range},
+            "fronts": {
+                name: {port_name: _front_summary(fp) for port_name, fp in fronts.items()}
+                for name, fronts in self.fronts.items()
+            },
         }
 
     @property
     def state_path(self) -> Path:
         """The state directory."""
         return self.state_dir
+
+
+def _front_summary(fp: FrontPort) -> dict[str, object]:
+    """What status shows of a front port: address, pool and the counters (no histograms)."""
+    stats = fp.stats()
+    keep = [
+        "host",
+        "port",
+        "balance",
+        "available",
+        "ready_backends",
+        "connections_active",
+        "connections_total",
+        "queued",
+        "bytes_in",
+        "bytes_out",
+        "connect_retries",
+        "refused",
+        "no_backend",
+    ]
+    return {k: stats[k] for k in keep if k in stats}
 
 
 class _Scraped:

@@ -390,6 +390,8 @@ class Replica:
         if handle is not None and not handle.exited:
             if self.state in (S.STARTING, S.READY, S.DEGRADED):
                 self._set(S.STOPPING, "stop requested")
+            # Out of the front ports already (it left READY); open connections finish first.
+            await self.orch.drain(self, self.spec.timeouts.stop if timeout is None else timeout)
             await handle.stop(
                 self.spec.signal_number, self.spec.timeouts.stop if timeout is None else timeout
             )

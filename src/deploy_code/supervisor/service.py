@@ -68,6 +68,8 @@ class ServiceRuntime:
         self._by_state[old] -= 1
         self._by_state[rep.state] += 1
         self._ever_started += first_start
+        if rep.state == S.READY or old == S.READY:
+            self.orch.route(rep, old)
         if rep.state == S.FAILED and not self.failed.is_set():
             self.failure = f"replica {rep.id}: {rep.reason}"
             self.failed.set()

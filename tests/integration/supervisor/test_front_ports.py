@@ -1,0 +1,120 @@
+"""Front ports through the orchestrator: replicas join when ready, leave when they die; dependants
+resolve the front port; clients see no error while one replica is ready."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from deploy_code.config import load_text
+from deploy_code.events import ReplicaState
+from deploy_code.runtime import LocalBackend
+from deploy_code.state import StateStore
+from deploy_code.supervisor import Orchestrator
+
+SERVER = """\
+import http.server, os, socketserver
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.0"
+    def do_GET(self):
+        body = os.environ["REPLICA"].encode()
+        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a): pass
+class S(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+S(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+"""
+
+
+async def _until(cond: Callable[[], bool], timeout: float) -> None:
+    async with asyncio.timeout(timeout):
+        while not cond():  # noqa: ASYNC110 - replica states, polled in a bounded wait
+            await asyncio.sleep(0.02)
+
+
+async def _get(port: int) -> str:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+        data = await asyncio.wait_for(reader.read(), 5)
+    finally:
+        writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 200"), data
+    return body.decode()
+
+
+async def test_front_port_balances_and_survives_kills(tmp_path: Path) -> None:
+    (tmp_path / "server.py").write_text(SERVER)
+    project = load_text(
+        f"""\
+services:
+  web:
+    command: [{sys.executable}, server.py]
+    env: {{PORT: "${{ports.http}}", REPLICA: "${{replica}}"}}
+    ports: {{http: auto}}
+    replicas: 3
+    expose: {{http: {{port: auto, balance: round_robin, connect_timeout: 2s}}}}
+    restart: {{policy: always, backoff: {{initial: 0.2s}}}}
+    health:
+      readiness: {{tcp: {{port: http}}, period: 0.1s}}
+  client:
+    command: [sh, -c, "echo web at $WEB; sleep 60"]
+    env: {{WEB: "${{services.web.ports.http}}"}}
+    depends_on: {{web: healthy}}
+    health: {{min_uptime: 0}}
+""",
+        base_dir=tmp_path,
+    )
+    store = StateStore(tmp_path / "state.db")
+    backend = LocalBackend()
+    orch = Orchestrator(project, backend=backend, store=store)
+    run = asyncio.ensure_future(orch.run())
+    try:
+        assert (await orch.wait_outcome()).outcome == "ready"
+        front = orch.fronts["web"]["http"].port
+        replica_ports = {r.ports["http"] for r in orch.services["web"].replicas.values()}
+        assert front not in replica_ports
+        # The dependant was given the front port, not a replica's.
+        assert f"web at {front}" in "".join(await orch.logs("client", 5))
+        seen = {await _get(front) for _ in range(9)}
+        assert seen == {"0", "1", "2"}  # round robin over the three ready replicas
+        status = orch.status()["fronts"]["web"]["http"]  # type: ignore[index]
+        assert status["ready_backends"] == 3 and status["available"] is True
+
+        # Kill replicas one at a time while a client keeps sending: no request fails.
+        failures = 0
+        done = 0
+        stop = asyncio.Event()
+
+        async def load() -> None:
+            nonlocal failures, done
+            while not stop.is_set():
+                try:
+                    await _get(front)
+                    done += 1
+                except (TimeoutError, OSError, AssertionError):
+                    failures += 1
+
+        task = asyncio.create_task(load())
+        web = orch.services["web"]
+        for idx in (0, 1):
+            rep = web.replicas[idx]
+            assert rep.handle is not None
+            os.kill(rep.handle.identity.pid, signal.SIGKILL)
+            await _until(lambda rep=rep: rep.state != ReplicaState.READY, 5)
+            await _until(lambda rep=rep: rep.state == ReplicaState.READY, 10)
+        stop.set()
+        await task
+        assert done > 20 and failures == 0, (done, failures)
+    finally:
+        orch.request_down(2.0)
+        await asyncio.wait_for(run, 30)
+        await backend.aclose()
+        store.close()
+    assert orch.ports.in_use == 0 and orch.fronts == {}
