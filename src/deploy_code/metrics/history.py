@@ -258,8 +258,9 @@ def record_snapshot(
 ) -> None:
     """Record the usual dashboard keys from one snapshot and its process samples.
 
-    Keys: ``<service>/ready``, ``<service>.<i>/cpu_percent``, ``<service>.<i>/memory_bytes``,
-    ``<service>.<i>/open_files``, ``orchestrator/queue_length``, ``orchestrator/loop_lag_s``.
+    Keys: ``<service>/ready``, ``<service>.<i>/restarts``, ``<service>.<i>/cpu_percent``,
+    ``<service>.<i>/memory_bytes``, ``<service>.<i>/open_files``, ``orchestrator/queue_length``,
+    ``orchestrator/loop_lag_s``.
     """
     items: list[tuple[str, float]] = [
         ("orchestrator/queue_length", float(snapshot.queue_length)),
@@ -267,10 +268,11 @@ def record_snapshot(
     ]
     items.extend((f"{s.name}/ready", float(s.ready)) for s in snapshot.services)
     for r in snapshot.replicas:
+        rid = f"{r.service}.{r.index}"
+        items.append((f"{rid}/restarts", float(r.restarts)))
         p = processes.get(r.pid) if r.pid is not None else None
         if p is None:
             continue
-        rid = f"{r.service}.{r.index}"
         if p.cpu_percent is not None:
             items.append((f"{rid}/cpu_percent", p.cpu_percent))
         items.append((f"{rid}/memory_bytes", float(p.memory_bytes)))

@@ -27,6 +27,9 @@ MAX_EXAMPLES = int(os.environ.get("DEPLOY_CODE_FUZZ_EXAMPLES", "15"))
 LEFT_OUT = {"POST /v1/down"}
 OPERATIONS = [
     "GET /v1/health",
+    "GET /v1/health/report",
+    "GET /v1/top",
+    "GET /v1/history",
     "GET /v1/status",
     "GET /v1/outcome",
     "GET /v1/services",

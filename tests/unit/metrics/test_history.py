@@ -146,6 +146,8 @@ def test_record_snapshot_keys() -> None:
     assert sorted(h.keys()) == [
         "api.0/memory_bytes",
         "api.0/open_files",
+        "api.0/restarts",
+        "api.1/restarts",  # restarts are known without a process sample
         "api/ready",
         "orchestrator/loop_lag_s",
         "orchestrator/queue_length",
