@@ -22,6 +22,7 @@ __all__ = [
     "ReplicaExited",
     "ReplicaState",
     "ReplicaTransitioned",
+    "ScaleDecision",
 ]
 
 
@@ -153,6 +154,21 @@ class AlertResolved:
     kind: str = field(default="alert.resolved", init=False)
 
 
+@dataclass(frozen=True, slots=True)
+class ScaleDecision:
+    """The autoscaler changed a service's replica count (``old`` -> ``new``), with its inputs."""
+
+    service: str
+    old: int
+    new: int
+    metric: str  # cpu | connections | latency_p95
+    value: float  # the measured figure (per replica for cpu and connections; ms for latency)
+    target: float
+    reason: str
+    at: float  # wall time
+    kind: str = field(default="scale.decision", init=False)
+
+
 Event = (
     ReplicaTransitioned
     | ReplicaExited
@@ -162,6 +178,7 @@ Event = (
     | LeaseExpired
     | AlertFired
     | AlertResolved
+    | ScaleDecision
 )
 
 

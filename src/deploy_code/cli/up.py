@@ -19,7 +19,7 @@ from typing import Protocol
 from deploy_code.api import SOCKET_NAME, LazyApiServer, TcpApiServer, TcpPlan, plan_tcp
 from deploy_code.config import Project
 from deploy_code.errors import DeployCodeError, ErrorCode, StartError
-from deploy_code.events import Event, ReplicaState
+from deploy_code.events import Event, ReplicaState, ReplicaTransitioned
 from deploy_code.runtime import LocalBackend
 from deploy_code.state import StateDirLock, StateStore, prepare_state_dir
 from deploy_code.supervisor import DeployOutcome, Orchestrator
@@ -166,7 +166,7 @@ class PipeReporter:
 
     def publish(self, event: Event) -> None:
         """Forward replica transitions into READY / FAILED / BACKOFF."""
-        if event.kind == "replica.transition" and event.new in (  # type: ignore[union-attr]
+        if isinstance(event, ReplicaTransitioned) and event.new in (
             ReplicaState.READY,
             ReplicaState.FAILED,
             ReplicaState.BACKOFF,
@@ -174,10 +174,10 @@ class PipeReporter:
             self._send(
                 {
                     "type": "progress",
-                    "service": event.service,  # type: ignore[union-attr]
-                    "replica": event.replica,  # type: ignore[union-attr]
-                    "state": str(event.new),  # type: ignore[union-attr]
-                    "reason": event.reason,  # type: ignore[union-attr]
+                    "service": event.service,
+                    "replica": event.replica,
+                    "state": str(event.new),
+                    "reason": event.reason,
                 }
             )
 

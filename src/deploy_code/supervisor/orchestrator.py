@@ -20,6 +20,7 @@ from typing import Any
 
 from deploy_code.clock import Clock, SystemClock, sleep_until_or
 from deploy_code.config import InterpolationContext, Project, ServiceAddress
+from deploy_code.config.model import AutoscaleSpec
 from deploy_code.errors import DeployCodeError, ErrorCode, PlacementError, SupervisionError
 from deploy_code.events import (
     DeploymentFinished,
@@ -28,6 +29,7 @@ from deploy_code.events import (
     EventSink,
     LeaseExpired,
     ReplicaState,
+    ScaleDecision,
 )
 from deploy_code.health import HttpClientFactory, ListenWatcher
 from deploy_code.metrics import (
@@ -62,6 +64,7 @@ from deploy_code.scheduling import (
 from deploy_code.state import StateStore
 from deploy_code.supervisor.admission import Admission, derive_limit
 from deploy_code.supervisor.alerts import AlertEngine, ServiceHealth, WebhookSender, evaluate_every
+from deploy_code.supervisor.autoscale import AutoscaleState, decide
 from deploy_code.supervisor.registry import Registry
 from deploy_code.supervisor.replica import MARKER_VAR, Replica
 from deploy_code.supervisor.service import ServiceRuntime
@@ -309,6 +312,11 @@ class Orchestrator:
                 background = [
                     leases_task,
                     tg.create_task(self._observe(), name="observe"),
+                    *(
+                        tg.create_task(self._autoscale(name, spec), name=f"autoscale:{name}")
+                        for name, svc in self.services.items()
+                        if (spec := svc.spec.autoscale) is not None
+                    ),
                     tg.create_task(self.webhooks.run(), name="webhooks"),
                     tg.create_task(
                         evaluate_every(
@@ -566,6 +574,81 @@ class Orchestrator:
                 self._registry = build_registry(self._scraped, self.recorder, self.procs)
             text: bytes = await asyncio.to_thread(render, self._registry)
             return text
+
+    # --- autoscaling -------------------------------------------------------------------------------
+    async def _autoscale(self, name: str, spec: AutoscaleSpec) -> None:
+        """Every ``spec.interval``: measure, decide (``autoscale.decide``), publish the decision with
+        its inputs, and scale. Runs until the deployment stops."""
+        state = AutoscaleState()
+        svc = self.services[name]
+        previous: list[int] = []  # the latency histogram's cumulative counts at the last evaluation
+        deadline = self.clock.now()
+        while True:
+            deadline += spec.interval
+            await self.clock.sleep_until(deadline)
+            if not svc.launched or self.phase in ("stopping", "stopped"):
+                continue
+            value = await self._measure(svc, spec.metric, previous)
+            waiting = sum(1 for r in svc.replicas.values() if r.state == ReplicaState.PENDING)
+            decision = decide(spec, state, svc.desired, value, self.clock.now(), waiting=waiting)
+            if decision.new == svc.desired:
+                continue
+            self.publish(
+                ScaleDecision(
+                    name,
+                    svc.desired,
+                    decision.new,
+                    spec.metric,
+                    -1.0 if value is None else value,
+                    spec.target,
+                    decision.reason,
+                    self.clock.wall_time(),
+                )
+            )
+            try:
+                await self.scale(name, decision.new)
+            except DeployCodeError as exc:  # shutting down, or a placement that cannot be met
+                log.warning("autoscale %s to %d: %s", name, decision.new, exc.message)
+
+    async def _measure(self, svc: ServiceRuntime, metric: str, previous: list[int]) -> float | None:
+        """The autoscaler's figure for ``svc``: mean CPU % of its ready replicas, open front-port
+        connections per ready replica, or the p95 of the front port's upstream latency (ms) since the
+        last evaluation. None when there is nothing to measure."""
+        ready = [r for r in svc.replicas.values() if r.state == ReplicaState.READY and r.handle is not None]
+        if not ready:
+            return None
+        if metric == "cpu":
+            pids = [r.handle.identity.pid for r in ready if r.handle is not None]
+            procs = await asyncio.to_thread(self.procs.sample, pids)
+            cpu = [p.cpu_percent for p in procs.values() if p.cpu_percent is not None]
+            return sum(cpu) / len(cpu) if cpu else None
+        fronts = list(self.fronts.get(svc.name, {}).values())
+        if metric == "connections":
+            active = 0
+            for fp in fronts:
+                n = fp.stats()["connections_active"]
+                active += n if isinstance(n, int) else 0
+            return active / len(ready)
+        counts: list[int] = []
+        bounds: list[float] = []
+        for fp in fronts:
+            hist = fp.stats().get("upstream_first_byte_seconds")
+            if not isinstance(hist, dict):
+                continue
+            for i, (le, cum) in enumerate(hist["buckets"]):
+                if i == len(counts):
+                    counts.append(0)
+                    bounds.append(float(le))
+                counts[i] += int(cum)
+        delta = [c - (previous[i] if i < len(previous) else 0) for i, c in enumerate(counts)]
+        previous[:] = counts
+        if not delta or delta[-1] <= 0:
+            return None
+        rank = 0.95 * delta[-1]
+        for le, cum in zip(bounds, delta, strict=True):
+            if cum >= rank:
+                return le * 1000.0
+        return None
 
     # --- front ports -------------------------------------------------------------------------------
     async def _open_fronts(self) -> None:
