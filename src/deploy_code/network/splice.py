@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import cast
 
 from deploy_code.clock import Clock
 from deploy_code.network.balancer import Backend
@@ -45,6 +46,7 @@ class Side(asyncio.Protocol):
         "_paused",
         "bucket",
         "client",
+        "early",
         "eof",
         "held",
         "lost",
@@ -65,6 +67,7 @@ class Side(asyncio.Protocol):
         self.lost = False
         self.held: bytes | None = None
         self.resume_at = 0.0
+        self.early: list[bytes] = []  # read before the peer was joined; bounded by the pause (see above)
 
     # -- reading control ------------------------------------------------------------------------------
 
@@ -83,16 +86,23 @@ class Side(asyncio.Protocol):
     # -- asyncio.Protocol -----------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # cast, not isinstance: uvloop's transports implement the interface without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
         if self.client:
             self._paused = _WAIT
-            transport.pause_reading()
+            self.transport.pause_reading()
             self.splice.on_client(self)
 
     def data_received(self, data: bytes) -> None:
         peer = self.peer
-        if peer is None or peer.transport is None or peer.lost:
+        if peer is None:
+            # Before the backend is joined. The default loop honours the pause in connection_made;
+            # uvloop starts reading after it, so keep what came (a chunk or two) and pause again.
+            self.early.append(data)
+            if self.transport is not None:
+                self.transport.pause_reading()
+            return
+        if peer.transport is None or peer.lost:
             return
         splice = self.splice
         n = len(data)
@@ -119,6 +129,8 @@ class Side(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         self.eof = True
+        if self.peer is None:
+            return True  # before the join (uvloop): passed on by Splice.join
         if self.held is not None:
             return True  # EOF is passed on after the held chunk (release_due)
         return self.splice.pass_eof(self)
@@ -154,6 +166,11 @@ class Side(asyncio.Protocol):
             peer.transport.write(data)
         self._resume(_SHAPE)
         if self.eof and not self.lost and not self.splice.pass_eof(self) and self.transport is not None:
+            self.transport.close()
+
+    def close(self) -> None:
+        """Close the socket after its buffered bytes are written."""
+        if self.transport is not None and not self.lost:
             self.transport.close()
 
     def abort(self) -> None:
@@ -226,7 +243,12 @@ class Splice:
         self.backend = backend
         upstream.peer = self.client
         self.client.peer = upstream
+        early, self.client.early = self.client.early, []
+        for chunk in early:
+            self.client.data_received(chunk)
         self.client.start_reading()
+        if self.client.eof and self.client.held is None and not self.pass_eof(self.client):
+            self.client.close()
         return True
 
     # -- callbacks from the sides ---------------------------------------------------------------------
