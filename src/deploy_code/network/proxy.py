@@ -51,6 +51,10 @@ _RETRY_PAUSE = 0.01
 SUSPECT_S = 1.0
 
 
+class _Closing(Exception):
+    """Raised inside the port's task group by close() to cancel every connection handler."""
+
+
 @dataclass(frozen=True, slots=True)
 class ProxySettings:
     """How one front port balances, limits and times out. All durations are seconds.
@@ -170,13 +174,20 @@ class FrontPort:
 
     async def _run(self, started: asyncio.Future[None]) -> None:
         assert self._stop is not None
-        async with asyncio.TaskGroup() as tg:
-            self._tg = tg
-            started.set_result(None)
-            await self._stop
-            for splice in list(self._splices):
-                splice.abort()
-        self._tg = None
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                started.set_result(None)
+                await self._stop
+                for splice in list(self._splices):
+                    splice.abort()
+                # Leaving the group by an exception cancels every handler still waiting (for a slot,
+                # a backend or a connect) at once, instead of letting each run out its timeout.
+                raise _Closing
+        except* _Closing:
+            pass
+        finally:
+            self._tg = None
 
     async def _stop_runner(self) -> None:
         if self._stop is not None and not self._stop.done():

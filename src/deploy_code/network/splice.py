@@ -37,6 +37,7 @@ __all__ = ["Side", "Splice"]
 _FLOW = 1  # the other side's write buffer is full
 _SHAPE = 2  # holding a chunk until the bucket pays for it
 _WAIT = 4  # the client side before its backend is connected
+_EARLY = 8  # bytes came before the two sides were joined (see data_received)
 
 
 class Side(asyncio.Protocol):
@@ -96,9 +97,11 @@ class Side(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         peer = self.peer
         if peer is None:
-            # Before the backend is joined. The default loop honours the pause in connection_made;
-            # uvloop starts reading after it, so keep what came (a chunk or two) and pause again.
+            # Before the join. The client side: the default loop honours the pause in connection_made,
+            # uvloop starts reading after it. The backend side: a server that speaks first (a banner)
+            # may send before create_connection returns. Keep what came (a chunk or so) and pause.
             self.early.append(data)
+            self._paused |= _EARLY
             if self.transport is not None:
                 self.transport.pause_reading()
             return
@@ -157,6 +160,12 @@ class Side(asyncio.Protocol):
     def start_reading(self) -> None:
         """Let the client side read (its backend is connected)."""
         self._resume(_WAIT)
+
+    def joined(self) -> None:
+        """After the join: read again, and pass on an EOF that came before it."""
+        self._resume(_EARLY)
+        if self.eof and self.held is None and not self.lost and not self.splice.pass_eof(self):
+            self.close()
 
     def release(self) -> None:
         """Write the held chunk to the peer and read again (the bucket has paid for it)."""
@@ -243,12 +252,13 @@ class Splice:
         self.backend = backend
         upstream.peer = self.client
         self.client.peer = upstream
-        early, self.client.early = self.client.early, []
-        for chunk in early:
-            self.client.data_received(chunk)
+        for side in (upstream, self.client):
+            early, side.early = side.early, []
+            for chunk in early:
+                side.data_received(chunk)
         self.client.start_reading()
-        if self.client.eof and self.client.held is None and not self.pass_eof(self.client):
-            self.client.close()
+        for side in (upstream, self.client):
+            side.joined()
         return True
 
     # -- callbacks from the sides ---------------------------------------------------------------------

@@ -92,6 +92,7 @@ class Backend:
     * ``echo``: copies what it reads back, until EOF; then sends ``tail`` and closes.
     * ``hold``: reads and drops until EOF (a long-lived connection).
     * ``hello_hold``: sends its own port and a newline, then holds like ``hold``.
+    * ``banner``: sends ``body`` at once (a server that speaks first), then echoes like ``echo``.
     * ``slow_http``: answers one HTTP request after ``delay`` seconds with ``body``.
     * ``sink``: counts bytes read until EOF, then answers with the count.
     * ``source``: sends ``size`` bytes, then closes.
@@ -122,7 +123,9 @@ class Backend:
         self.active += 1
         self.accepted += 1
         try:
-            if self.mode == "echo":
+            if self.mode in ("echo", "banner"):
+                if self.mode == "banner":
+                    writer.write(self.body)
                 while chunk := await reader.read(65536):
                     writer.write(chunk)
                     await writer.drain()

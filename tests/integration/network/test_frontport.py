@@ -137,3 +137,29 @@ async def test_close_ends_open_connections_and_stops_listening() -> None:
         with pytest.raises(OSError):
             await asyncio.open_connection(HOST, port)
         await wait_until(lambda: b.active == 0)
+
+
+async def test_a_server_that_speaks_first_is_heard() -> None:
+    """Bytes a backend sends at once (even before create_connection returns) reach the client."""
+    async with backends(1, mode="banner", body=b"220 ready\r\n") as (b,), FrontPort("svc", HOST, 0) as fp:
+        fp.add_backend("svc.0", HOST, b.port)
+        for _ in range(30):
+            reader, writer = await asyncio.open_connection(HOST, fp.port)
+            assert await asyncio.wait_for(reader.readexactly(11), 2) == b"220 ready\r\n"
+            writer.write(b"QUIT\r\n")
+            assert await asyncio.wait_for(reader.readexactly(6), 2) == b"QUIT\r\n"
+            writer.close()
+
+
+async def test_close_does_not_wait_out_the_connect_timeout() -> None:
+    fp = FrontPort("svc", HOST, 0, ProxySettings(connect_timeout=30.0))
+    await fp.start()
+    reader, writer = await asyncio.open_connection(HOST, fp.port)
+    await wait_until(lambda: fp.stats()["queued"] == 1)  # waiting for a backend
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    await asyncio.wait_for(fp.close(), 5)
+    assert loop.time() - t0 < 1.0
+    assert await asyncio.wait_for(reader.read(), 2) == b""
+    writer.close()
+    assert fp.stats()["connections_active"] == 0
