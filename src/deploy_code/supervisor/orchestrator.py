@@ -182,10 +182,10 @@ class Orchestrator:
         for dep in self.project.spec.services[service].depends_on:
             rt = self.services.get(dep)
             first = rt.replicas.get(0) if rt else None
-            ports = dict(first.ports) if first else {}
+            dep_ports = dict(first.ports) if first else {}
             # An exposed port resolves to its front port: one address through restarts and scaling.
-            ports.update({p: fp.port for p, fp in self.fronts.get(dep, {}).items()})
-            deps[dep] = ServiceAddress(self.settings.host, ports)
+            dep_ports.update({p: fp.port for p, fp in self.fronts.get(dep, {}).items()})
+            deps[dep] = ServiceAddress(self.settings.host, dep_ports)
         return InterpolationContext(environ=self._environ, ports=ports, services=deps, replica=index)
 
     def working_dir(self, service: str) -> str:

@@ -10,7 +10,7 @@ from deploy_code.events import ReplicaState as S
 __all__ = ["TRANSITIONS", "check_transition"]
 
 TRANSITIONS: Mapping[S, frozenset[S]] = {
-    S.PENDING: frozenset({S.STARTING, S.STOPPED, S.FAILED}),
+    S.PENDING: frozenset({S.STARTING, S.BACKOFF, S.STOPPED, S.FAILED}),  # BACKOFF: the spawn failed
     # STARTING -> BACKOFF: the process exited (or failed liveness/startup) before it was ready.
     S.STARTING: frozenset({S.READY, S.BACKOFF, S.STOPPING, S.STOPPED, S.COMPLETED, S.FAILED}),
     S.READY: frozenset({S.DEGRADED, S.BACKOFF, S.STOPPING, S.STOPPED, S.COMPLETED, S.FAILED}),
