@@ -379,7 +379,7 @@ def create_app(
         limit: int = Query(100, ge=1, le=MAX_EVENTS),
         service: str | None = None,
         kind: str | None = Query(None, max_length=200),
-        after_id: int | None = Query(None, ge=0),
+        after_id: int | None = Query(None, ge=0, le=2**63 - 1),  # SQLite integers are 64-bit
         follow: bool = False,
     ) -> EventList | StreamingResponse:
         """Stored events, oldest first; ``follow=true`` streams NDJSON until the orchestrator ends."""
