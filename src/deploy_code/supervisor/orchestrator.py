@@ -712,8 +712,22 @@ class Orchestrator:
         self.fronts.clear()
 
     def _health(self) -> dict[str, ServiceHealth]:
-        """What alert rules look at, per service (cheap: counters kept on every transition)."""
-        return {name: ServiceHealth.from_snapshot(svc.summary()) for name, svc in self.services.items()}
+        """What alert rules look at, per service (cheap: counters kept on every transition). Replica
+        memory (as a percentage of the machine's, as the rule reads) is sampled only when a rule asks."""
+        memory: dict[str, tuple[float, ...]] = {}
+        if any(rule.memory_above_percent is not None for rule in self.project.spec.alerts.rules):
+            total = self.capacity.total.memory_mb * 2**20 or 1.0
+            pids = {
+                name: [r.handle.identity.pid for r in svc.replicas.values() if r.handle is not None]
+                for name, svc in self.services.items()
+            }
+            procs = self.procs.sample([p for ps in pids.values() for p in ps])  # rate-bounded, ~50 µs/pid
+            for name, ps in pids.items():
+                memory[name] = tuple(100.0 * procs[p].memory_bytes / total for p in ps if p in procs)
+        return {
+            name: ServiceHealth.from_snapshot(svc.summary(), memory_percent=memory.get(name, ()))
+            for name, svc in self.services.items()
+        }
 
     def _snapshot(self) -> None:
         """Record the deployed state (the file as deployed, replicas and ports) for rollback."""

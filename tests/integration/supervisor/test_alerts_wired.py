@@ -85,3 +85,36 @@ services:
         await asyncio.wait_for(run, 30)
         await backend.aclose()
         store.close()
+
+
+async def test_memory_rule_reads_the_replicas_memory(
+    tmp_path: Path, receiver: tuple[str, list[dict[str, object]]]
+) -> None:
+    url, got = receiver
+    # A threshold every process crosses (0.001 % of the machine), so the rule must fire from real samples.
+    project = load_text(
+        f"""\
+alerts:
+  webhook: {{url: "{url}", timeout: 2s}}
+  rules:
+    - {{name: mem, service: ok, memory_above_percent: 0.001}}
+services:
+  ok:
+    command: [sleep, "60"]
+    health: {{min_uptime: 0}}
+""",
+        base_dir=tmp_path,
+    )
+    store = StateStore(tmp_path / "state.db")
+    backend = LocalBackend()
+    orch = Orchestrator(project, backend=backend, store=store)
+    run = asyncio.ensure_future(orch.run())
+    try:
+        await _until(lambda: any(g.get("rule") == "mem" for g in got), 15)
+        fired = next(g for g in got if g.get("rule") == "mem")
+        assert fired["kind"] == "alert.fired" and fired["service"] == "ok"
+    finally:
+        orch.request_down(2.0)
+        await asyncio.wait_for(run, 30)
+        await backend.aclose()
+        store.close()
