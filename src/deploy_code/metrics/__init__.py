@@ -21,7 +21,14 @@ from typing import TYPE_CHECKING, Any
 from deploy_code.metrics.history import History, Point, record_snapshot
 from deploy_code.metrics.process import ProcessSampler, ProcSample
 from deploy_code.metrics.recorder import Recorder
-from deploy_code.metrics.source import LevelSample, MetricsSource, ReplicaSample, ServiceSample, Snapshot
+from deploy_code.metrics.source import (
+    FrontSample,
+    LevelSample,
+    MetricsSource,
+    ReplicaSample,
+    ServiceSample,
+    Snapshot,
+)
 
 if TYPE_CHECKING:
     from deploy_code.metrics.collector import CONTENT_TYPE, MetricsCollector, build_registry, render
@@ -40,6 +47,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "CONTENT_TYPE",
+    "FrontSample",
     "History",
     "LevelSample",
     "MetricsCollector",

@@ -46,6 +46,7 @@ Cardinality: at most ``max_services`` services of a snapshot are exposed (the re
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -194,6 +195,24 @@ class MetricsCollector(Collector):
                 pf.add_sample(pf_n, labels, pv.failures)
                 if pv.last_ok is not None:
                     ps.add_sample(ps_n, labels, 1.0 if pv.last_ok else 0.0)
+        for fs in snap.fronts:
+            labels = {"service": fs.service, "port": fs.port}
+            f.front_available.add_sample(f.front_available.name, labels, 1.0 if fs.available else 0.0)
+            f.front_active.add_sample(f.front_active.name, labels, fs.active)
+            for fam, value in (
+                (f.front_total, fs.total),
+                (f.front_in, fs.bytes_in),
+                (f.front_out, fs.bytes_out),
+                (f.front_retries, fs.retries),
+                (f.front_refused, fs.refused),
+                (f.front_no_backend, fs.no_backend),
+            ):
+                fam.add_sample(fam.name + "_total", labels, value)
+            if fs.latency_counts:
+                bounds = (*fs.latency_bounds, math.inf)
+                _add_histogram(
+                    f.front_latency, labels, HistogramView(bounds, list(fs.latency_counts), fs.latency_sum)
+                )
         f.restarts_all.add_metric([], view.restarts)
         f.dropped.add_metric([], view.dropped_series)
         f.omitted.add_metric([], omitted)
@@ -204,6 +223,7 @@ _SVC = ("service",)
 _REP = ("service", "replica")
 _LVL = ("node", "pool", "resource")
 _PROBE = ("service", "probe")
+_FRONT = ("service", "port")
 
 
 class _Families:
@@ -239,6 +259,21 @@ class _Families:
         self.restarts_all = c(P + "restarts", "Replica restarts, all services, since start.", labels=())
         self.dropped = c(P + "metrics_dropped_series", "Updates dropped by the label cap.", labels=())
         self.omitted = g(P + "metrics_omitted_services", "Services left out of the last scrape.", labels=())
+        self.front_available = g(
+            P + "front_available", "1 while a replica is ready behind it.", labels=_FRONT
+        )
+        self.front_active = g(P + "front_connections_active", "Connections open now.", labels=_FRONT)
+        self.front_total = c(P + "front_connections", "Connections accepted.", labels=_FRONT)
+        self.front_in = c(P + "front_bytes_in", "Bytes from clients to replicas.", labels=_FRONT)
+        self.front_out = c(P + "front_bytes_out", "Bytes from replicas to clients.", labels=_FRONT)
+        self.front_retries = c(P + "front_connect_retries", "Failed connects tried again.", labels=_FRONT)
+        self.front_refused = c(P + "front_refused", "Connections closed unserved: queue.", labels=_FRONT)
+        self.front_no_backend = c(
+            P + "front_no_backend", "Connections closed: no ready replica in time.", labels=_FRONT
+        )
+        self.front_latency = h(
+            P + "front_upstream_latency_seconds", "Connect to first byte from the replica.", labels=_FRONT
+        )
 
     def all(self) -> list[Metric]:
         return list(vars(self).values())

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["LevelSample", "MetricsSource", "ReplicaSample", "ServiceSample", "Snapshot"]
+__all__ = ["FrontSample", "LevelSample", "MetricsSource", "ReplicaSample", "ServiceSample", "Snapshot"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +83,40 @@ class LevelSample:
 
 
 @dataclass(frozen=True, slots=True)
+class FrontSample:
+    """One exposed port's front-port counters (running totals since it opened).
+
+    Attributes:
+        service: the service.
+        port: the exposed port's name.
+        available: whether a replica is ready behind it.
+        active: connections open now.
+        total: connections accepted.
+        bytes_in: client to replica bytes.
+        bytes_out: replica to client bytes.
+        retries: failed connects to a replica followed by another try.
+        refused: connections closed unserved (queue full or its wait timed out).
+        no_backend: connections closed because no replica was ready within the connect timeout.
+        latency: upstream first-byte latency as per-bucket counts aligned with ``latency_bounds``
+            (the last count is the ``+Inf`` bucket), and ``latency_sum`` in seconds.
+    """
+
+    service: str
+    port: str
+    available: bool
+    active: int
+    total: int
+    bytes_in: int
+    bytes_out: int
+    retries: int
+    refused: int
+    no_backend: int
+    latency_bounds: tuple[float, ...] = ()
+    latency_counts: tuple[int, ...] = ()
+    latency_sum: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """Everything read at one scrape.
 
@@ -92,6 +126,7 @@ class Snapshot:
         levels: capacity per (node, pool, resource).
         queue_length: services waiting in the admission queue.
         loop_lag_s: the event loop's most recent measured lag, in seconds.
+        fronts: one sample per exposed port.
     """
 
     services: Sequence[ServiceSample] = ()
@@ -99,6 +134,7 @@ class Snapshot:
     levels: Sequence[LevelSample] = ()
     queue_length: int = 0
     loop_lag_s: float = 0.0
+    fronts: Sequence[FrontSample] = ()
 
 
 class MetricsSource(Protocol):

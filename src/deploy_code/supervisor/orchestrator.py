@@ -33,6 +33,7 @@ from deploy_code.events import (
 )
 from deploy_code.health import HttpClientFactory, ListenWatcher
 from deploy_code.metrics import (
+    FrontSample,
     History,
     LevelSample,
     ProcessSampler,
@@ -562,7 +563,12 @@ class Orchestrator:
                     levels.append(
                         LevelSample(LOCAL_NODE, pool, dim, float(cap), float(doc["allocated"][dim]))
                     )
-        return Snapshot(services, replicas, levels, self.admission.waiting, self._loop_lag)
+        fronts = [
+            _front_sample(name, port_name, fp)
+            for name, by_port in self.fronts.items()
+            for port_name, fp in by_port.items()
+        ]
+        return Snapshot(services, replicas, levels, self.admission.waiting, self._loop_lag, fronts)
 
     async def metrics_text(self) -> bytes:
         """The Prometheus exposition: the snapshot is taken here on the loop, rendered in a thread."""
@@ -1063,6 +1069,43 @@ class Orchestrator:
     def state_path(self) -> Path:
         """The state directory."""
         return self.state_dir
+
+
+def _front_sample(service: str, port: str, fp: FrontPort) -> FrontSample:
+    """A front port's counters for the metrics collector (read on the loop; plain values)."""
+    st = fp.stats()
+    hist = st.get("upstream_first_byte_seconds")
+    bounds: list[float] = []
+    counts: list[int] = []
+    total = 0.0
+    if isinstance(hist, dict):
+        previous = 0
+        for le, cumulative in hist["buckets"]:
+            if le != "+Inf":
+                bounds.append(float(le))
+            counts.append(int(cumulative) - previous)
+            previous = int(cumulative)
+        total = float(hist["sum"])
+
+    def n(key: str) -> int:
+        value = st.get(key, 0)
+        return value if isinstance(value, int) else 0
+
+    return FrontSample(
+        service,
+        port,
+        fp.available,
+        n("connections_active"),
+        n("connections_total"),
+        n("bytes_in"),
+        n("bytes_out"),
+        n("connect_retries"),
+        n("refused"),
+        n("no_backend"),
+        tuple(bounds),
+        tuple(counts),
+        total,
+    )
 
 
 def _front_summary(fp: FrontPort) -> dict[str, object]:

@@ -112,6 +112,19 @@ services:
         stop.set()
         await task
         assert done > 20 and failures == 0, (done, failures)
+
+        from prometheus_client.parser import text_string_to_metric_families
+
+        m = {
+            (smp.name, tuple(sorted(smp.labels.items()))): smp.value
+            for fam in text_string_to_metric_families((await orch.metrics_text()).decode())
+            for smp in fam.samples
+        }
+        labels = (("port", "http"), ("service", "web"))
+        assert m[("deploy_code_front_available", labels)] == 1
+        assert m[("deploy_code_front_connections_total", labels)] >= done
+        assert m[("deploy_code_front_bytes_out_total", labels)] > 0
+        assert m[("deploy_code_front_upstream_latency_seconds_count", labels)] >= done
     finally:
         orch.request_down(2.0)
         await asyncio.wait_for(run, 30)
