@@ -332,10 +332,16 @@ class FrontPort:
         if tg is None:  # closing
             splice.abort()
             return
+        handler = self._handle(splice)
+        try:
+            tg.create_task(handler)
+        except RuntimeError:  # the group is shutting down (close() raced this accept)
+            handler.close()
+            splice.abort()
+            return
         self._splices.add(splice)
         self._stats.connections_total += 1
         self._stats.connections_active += 1
-        tg.create_task(self._handle(splice))
 
     async def _handle(self, splice: Splice) -> None:
         try:
@@ -376,6 +382,15 @@ class FrontPort:
         self._stats.queued += 1
         try:
             await self._wait_any(self._clock.now() + self.settings.queue_timeout, fut, splice.finished)
+        except BaseException:
+            # Cancelled while queued: give back a slot handed over meanwhile, or leave the queue.
+            if fut.done() and not fut.cancelled():
+                self._release_slot()
+            else:
+                fut.cancel()
+                with contextlib.suppress(ValueError):
+                    self._slot_waiters.remove(fut)
+            raise
         finally:
             self._stats.queued -= 1
         if fut.done() and not fut.cancelled():

@@ -163,3 +163,20 @@ async def test_close_does_not_wait_out_the_connect_timeout() -> None:
     assert await asyncio.wait_for(reader.read(), 2) == b""
     writer.close()
     assert fp.stats()["connections_active"] == 0
+
+
+async def test_slots_balance_after_queue_timeouts() -> None:
+    """A refused waiter leaves the queue and holds no slot: after the long one ends, the next is served."""
+    settings = ProxySettings(max_connections=1, queue_timeout=0.2, max_queue=4)
+    async with backends(1, mode="echo") as (b,), FrontPort("svc", HOST, 0, settings) as fp:
+        fp.add_backend("svc.0", HOST, b.port)
+        _r1, w1 = await asyncio.open_connection(HOST, fp.port)
+        await wait_until(lambda: b.active == 1)
+        waiters = [await asyncio.open_connection(HOST, fp.port) for _ in range(3)]
+        for reader, writer in waiters:
+            assert await asyncio.wait_for(reader.read(), 2) == b""
+            writer.close()
+        assert fp.stats()["refused"] == 3 and fp.stats()["queued"] == 0
+        w1.close()
+        await wait_until(lambda: fp.stats()["connections_active"] == 0)
+        assert await asyncio.wait_for(roundtrip(fp.port, b"again"), 2) == b"again"
