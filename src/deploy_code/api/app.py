@@ -85,6 +85,28 @@ class ScaleBody(BaseModel):
     timeout: float | None = Field(default=None, ge=0, le=3600)
 
 
+class ApplyBody(BaseModel):
+    """``apply`` options: ``dry_run`` only computes the difference (what ``plan`` shows)."""
+
+    dry_run: bool = False
+
+
+class RollbackBody(BaseModel):
+    """Roll back to ``deployment``'s snapshot, or (null) to the newest one that differs from what runs."""
+
+    deployment: int | None = Field(default=None, ge=1, le=2**63 - 1)
+
+
+class Applied(BaseModel):
+    """``ready`` (applied), ``rolled_back`` (a rollout failed: the old version runs), ``unchanged`` or
+    ``planned`` (dry run); one line per changed service."""
+
+    outcome: str
+    changes: list[str]
+    message: str
+    duration_s: float
+
+
 class DownBody(BaseModel):
     """``down`` options."""
 
@@ -330,6 +352,16 @@ def create_app(
         done = method(body.service, body.replicas, body.timeout)
         doc = await done if inspect.isawaitable(done) else done
         return Scaled.model_validate(doc)
+
+    @app.post("/v1/apply", dependencies=[operator], responses=_problems(400, 409))
+    async def apply(body: ApplyBody) -> Applied:
+        """Re-read the deployment's file and redeploy what changed (rolling, blue-green, recreate)."""
+        return Applied.model_validate(await orch.apply(dry_run=body.dry_run))
+
+    @app.post("/v1/rollback", dependencies=[operator], responses=_problems(400, 409))
+    async def rollback(body: RollbackBody) -> Applied:
+        """Apply an earlier snapshot's file."""
+        return Applied.model_validate(await orch.rollback(body.deployment))
 
     @app.post("/v1/down", dependencies=[admin], responses=_problems(400))
     async def down(body: DownBody) -> Down:

@@ -170,10 +170,17 @@ def plan(
                 for p in result.all_placements()
             ],
         }
+        changes = _running_changes(file, project)
+        if changes is not None:
+            doc["changes"] = changes
         if fmt != "text":
             _emit(doc, fmt)
             return
         out = sys.stdout
+        if changes is not None:
+            out.write("a deployment runs: `apply` would change\n")
+            for line in changes or ["nothing"]:
+                out.write(f"  {line}\n")
         out.write(f"plan for {project.spec.name} (nothing is started)\n")
         for i, wave in enumerate(result.waves):
             out.write(f"wave {i}: {', '.join(wave)}\n")
@@ -286,6 +293,18 @@ def _up_detached(file: Path, selected: list[str], listen: str | None = None) -> 
         raise typer.Exit(1)
     if failed:
         raise typer.Exit(1)
+
+
+def _running_changes(file: Path, project: Any) -> list[str] | None:
+    """What `apply` would change in the running deployment (None when none runs)."""
+    if not (project.state_dir / "api.sock").exists():
+        return None
+    try:
+        with _client(file) as c:
+            doc = c.request("POST", "/v1/apply", json={"dry_run": True})
+    except DeployCodeError:
+        return None
+    return [str(line) for line in doc.get("changes", [])]
 
 
 def _tail(path: Path, n: int) -> list[str]:
@@ -443,6 +462,58 @@ def scale(targets: list[str], file: FileOpt = DEFAULT_FILE) -> None:
                 sys.stdout.write(f"{name}: {n} replicas {' '.join(changes)}".rstrip() + "\n")
 
     _guard(run)
+
+
+def _print_applied(doc: dict[str, Any]) -> None:
+    for line in doc.get("changes", []):
+        sys.stdout.write(f"  {line}\n")
+    outcome = doc.get("outcome")
+    if outcome == "rolled_back":
+        sys.stdout.write(f"rolled back: {doc.get('message')}\n")
+    elif outcome == "unchanged":
+        sys.stdout.write("nothing to change\n")
+    elif outcome == "planned":
+        sys.stdout.write("(dry run: nothing changed)\n")
+    else:
+        sys.stdout.write(f"applied in {doc.get('duration_s', 0):.2f}s\n")
+
+
+@app.command()
+def apply(
+    file: FileOpt = DEFAULT_FILE,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the difference only.")] = False,
+    fmt: FormatOpt = "text",
+) -> None:
+    """Redeploy what changed in the file (per service: rolling, blue-green or recreate); a rollout
+    whose new replicas do not get ready is rolled back (exit status 1)."""
+
+    def run() -> str:
+        _load(file)  # every problem of the file, located, before the orchestrator is asked
+        with _client(file, timeout=None) as c:
+            doc = c.request("POST", "/v1/apply", json={"dry_run": dry_run})
+        _emit(doc, fmt) if fmt != "text" else _print_applied(doc)
+        return str(doc.get("outcome"))
+
+    if _guard(run) == "rolled_back":
+        raise typer.Exit(1)
+
+
+@app.command()
+def rollback(
+    file: FileOpt = DEFAULT_FILE,
+    to: Annotated[int | None, typer.Option("--to", help="The deployment id (see `history`).")] = None,
+    fmt: FormatOpt = "text",
+) -> None:
+    """Go back to the previous version of the file (or deployment --to N's), as `apply` would."""
+
+    def run() -> str:
+        with _client(file, timeout=None) as c:
+            doc = c.request("POST", "/v1/rollback", json={"deployment": to})
+        _emit(doc, fmt) if fmt != "text" else _print_applied(doc)
+        return str(doc.get("outcome"))
+
+    if _guard(run) == "rolled_back":
+        raise typer.Exit(1)
 
 
 @app.command()

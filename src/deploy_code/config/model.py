@@ -336,6 +336,25 @@ class AutoscaleSpec(_Strict):
         return self
 
 
+class DeploySpec(_Strict):
+    """How ``apply`` replaces a changed service's replicas."""
+
+    # rolling: new replicas start beside the old ones (max_surge at a time) and replace them one by
+    # one once ready; blue-green: a whole new set starts, traffic moves when all are ready, the old set
+    # drains; recreate: stop all, then start all (downtime; the only choice for fixed ports).
+    strategy: Literal["rolling", "blue-green", "recreate"] = "rolling"
+    max_surge: int = Field(default=1, ge=0, le=10_000)
+    max_unavailable: int = Field(default=0, ge=0, le=10_000)
+    # How long new replicas may take to get ready before the rollout is rolled back.
+    timeout: Duration = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _progress(self) -> DeploySpec:
+        if self.strategy == "rolling" and self.max_surge == 0 and self.max_unavailable == 0:
+            raise ValueError("a rolling deploy needs max_surge or max_unavailable above 0")
+        return self
+
+
 class ServiceSpec(_Strict):
     """One service: what to run, how many, with what, after whom, and how to know it is healthy."""
 
@@ -351,12 +370,13 @@ class ServiceSpec(_Strict):
     replicas: int = Field(default=1, ge=0, le=10_000)
     restart: RestartSpec = RestartSpec()
     timeouts: TimeoutsSpec = TimeoutsSpec()
-    priority: int = 0
+    priority: int = Field(default=0, ge=-1_000_000, le=1_000_000)  # an aging queue key: a float
     stop_signal: str = "SIGTERM"
     pool: str | None = None
     placement: PlacementSpec = PlacementSpec()
     expose: dict[Annotated[str, Field(pattern=PORT_NAME_RE)], ExposeSpec] = Field(default_factory=dict)
     autoscale: AutoscaleSpec | None = None
+    deploy: DeploySpec = DeploySpec()
 
     @model_validator(mode="before")
     @classmethod

@@ -122,6 +122,11 @@ class Orchestrator:
         self._registry: Any = None  # prometheus_client registry, built on the first scrape
         self._scraped = _Scraped()
         self._scrape_lock = asyncio.Lock()
+        self._apply_lock = asyncio.Lock()  # one apply / rollback at a time
+        try:
+            self.config_text = project.path.read_text()  # the file as deployed, for snapshots
+        except OSError:
+            self.config_text = ""
         self._loop_lag = 0.0
         self._watched_until = 0.0  # `top` / the dashboard keep the history sampler running
         self.state_dir = project.state_dir
@@ -665,30 +670,44 @@ class Orchestrator:
             DeployCodeError: S004 when a front port is taken (naming the holder when visible).
         """
         assert self.plan is not None
-        now = self.clock.now()
         for name in self.plan.placements:
-            for port_name, exp in self.project.spec.services[name].expose.items():
-                owner = f"{name}/front/{port_name}"
-                if exp.port == "auto":
-                    port = self.ports.allocate(owner, now)
-                else:
-                    port = int(exp.port)
-                    self.ports.reserve(port, owner)
-                fp = FrontPort(
-                    f"{name}.{port_name}",
-                    exp.host or self.settings.host,
-                    port,
-                    ProxySettings(
-                        balance=exp.balance,
-                        connect_timeout=exp.connect_timeout,
-                        bandwidth=exp.bandwidth,
-                        max_connections=exp.max_connections,
-                        queue_timeout=exp.queue_timeout,
-                    ),
-                    clock=self.clock,
-                )
+            await self._open_fronts_of(name)
+
+    async def _open_fronts_of(self, name: str) -> None:
+        """The front ports of one service (see :meth:`_open_fronts`)."""
+        now = self.clock.now()
+        for port_name, exp in self.project.spec.services[name].expose.items():
+            owner = f"{name}/front/{port_name}"
+            if exp.port == "auto":
+                port = self.ports.allocate(owner, now)
+            else:
+                port = int(exp.port)
+                self.ports.reserve(port, owner)
+            fp = FrontPort(
+                f"{name}.{port_name}",
+                exp.host or self.settings.host,
+                port,
+                ProxySettings(
+                    balance=exp.balance,
+                    connect_timeout=exp.connect_timeout,
+                    bandwidth=exp.bandwidth,
+                    max_connections=exp.max_connections,
+                    queue_timeout=exp.queue_timeout,
+                ),
+                clock=self.clock,
+            )
+            try:
                 await fp.start()
-                self.fronts.setdefault(name, {})[port_name] = fp
+            except BaseException:
+                self.ports.release_owner(owner, now)
+                raise
+            self.fronts.setdefault(name, {})[port_name] = fp
+
+    async def _close_fronts_of(self, name: str) -> None:
+        now = self.clock.now()
+        for port_name, fp in self.fronts.pop(name, {}).items():
+            await fp.close()
+            self.ports.release_owner(f"{name}/front/{port_name}", now)
 
     def route(self, rep: Replica, old: ReplicaState) -> None:
         """A replica became ready (it joins its service's front ports) or stopped being ready (it
@@ -697,6 +716,8 @@ class Orchestrator:
         if not fronts:
             return
         if rep.state == ReplicaState.READY:
+            if rep.gated:  # a blue-green set waits for the switch
+                return
             for port_name, fp in fronts.items():
                 fp.add_backend(rep.id, self.settings.host, rep.ports[port_name])
         elif old == ReplicaState.READY:
@@ -710,12 +731,8 @@ class Orchestrator:
             await asyncio.gather(*(fp.drain(rep.id, timeout) for fp in fronts.values()))
 
     async def _close_fronts(self) -> None:
-        now = self.clock.now()
-        for name, fronts in self.fronts.items():
-            for port_name, fp in fronts.items():
-                await fp.close()
-                self.ports.release_owner(f"{name}/front/{port_name}", now)
-        self.fronts.clear()
+        for name in list(self.fronts):
+            await self._close_fronts_of(name)
 
     def _health(self) -> dict[str, ServiceHealth]:
         """What alert rules look at, per service (cheap: counters kept on every transition). Replica
@@ -737,10 +754,7 @@ class Orchestrator:
 
     def _snapshot(self) -> None:
         """Record the deployed state (the file as deployed, replicas and ports) for rollback."""
-        try:
-            text = self.project.path.read_text()
-        except OSError:
-            text = ""
+        text = self.config_text
         services = {
             name: {
                 "replicas": svc.desired,
@@ -935,43 +949,113 @@ class Orchestrator:
                 f"replicas must be between 0 and {MAX_REPLICAS:,}, got {replicas}", code=ErrorCode.E002
             )
         assert self.plan is not None
-        counts = {n: other.desired for n, other in self.services.items()}
+        known = self.project.spec.services  # during an apply, the new file's services
+        counts = {n: other.desired for n, other in self.services.items() if n in known}
         counts[name] = replicas
-        by_service, diags = place(self.project, self.ledger.capacity, list(self.services), counts)
+        by_service, diags = place(self.project, self.ledger.capacity, list(counts), counts)
         if diags:
             raise PlacementError.from_diagnostics(diags)
         nodes = list(by_service[name])
         added: list[str] = []
         removed: list[str] = []
         if replicas > len(svc.replicas):
-            free = (i for i in range(MAX_REPLICAS) if i not in svc.replicas)
-            new = [next(free) for _ in range(replicas - len(svc.replicas))]
-            placed = self._place_ports(svc, new, nodes[len(nodes) - len(new) :])
-            for p in placed:
-                rep = Replica(self, svc, p)
-                svc.add(rep)
-                self.registry.add(name, p.index, p.ports, rep.state, node=p.node)
-                added.append(rep.id)
-                if svc.launched:
-                    rep._set(ReplicaState.PENDING, "scaled up: waiting for resources")
-                    self._launch(rep)
+            count = replicas - len(svc.replicas)
+            added = [r.id for r in self._add_replicas(svc, count, nodes[len(nodes) - count :])]
         elif replicas < len(svc.replicas):
             victims = [
                 svc.replicas[i] for i in sorted(svc.replicas, reverse=True)[: len(svc.replicas) - replicas]
             ]
-            async with asyncio.TaskGroup() as tg:
-                for rep in victims:
-                    tg.create_task(rep.stop(timeout))
-            now = self.clock.now()
-            for rep in victims:
-                self._unbook(rep)
-                svc.remove(rep)
-                self.registry.remove(rep.id)
-                self.ports.release_owner(rep.id, now)
-                removed.append(rep.id)
+            await self._retire(victims, timeout)
+            removed = [r.id for r in victims]
         svc.desired = replicas
         svc.refresh()
         return {"service": name, "replicas": replicas, "added": added, "removed": removed}
+
+    def _add_replicas(
+        self, svc: ServiceRuntime, count: int, nodes: list[str] | None = None, *, gated: bool = False
+    ) -> list[Replica]:
+        """Place ``count`` new replicas of ``svc`` with its current spec (lowest free indices; ports
+        now, resources when they start) and start them if the service has started. ``gated`` ones
+        stay out of the front ports until :meth:`ungate` (blue-green).
+
+        Raises:
+            DeployCodeError: S004 when a fixed port cannot be shared (nothing is placed).
+        """
+        free = (i for i in range(MAX_REPLICAS) if i not in svc.replicas)
+        new = [next(free) for _ in range(count)]
+        placed = self._place_ports(svc, new, nodes or [LOCAL_NODE] * count)
+        out: list[Replica] = []
+        for p in placed:
+            rep = Replica(self, svc, p)
+            rep.gated = gated
+            svc.add(rep)
+            self.registry.add(svc.name, p.index, p.ports, rep.state, node=p.node)
+            out.append(rep)
+            if svc.launched:
+                rep._set(ReplicaState.PENDING, "new replica: waiting for resources")
+                self._launch(rep)
+        return out
+
+    async def _retire(self, victims: list[Replica], timeout: float | None = None) -> None:
+        """Stop replicas (each drained out of its front ports first), then forget them and give back
+        their ports and bookings."""
+        async with asyncio.TaskGroup() as tg:
+            for rep in victims:
+                tg.create_task(rep.stop(timeout))
+        now = self.clock.now()
+        for rep in victims:
+            self._unbook(rep)
+            rep.service.remove(rep)
+            self.registry.remove(rep.id)
+            self.ports.release_owner(rep.id, now)
+
+    def _spawn_starter(self, svc: ServiceRuntime) -> None:
+        """Start a service added by ``apply`` once its dependencies allow (as at ``up``)."""
+        assert self._tg is not None
+        self._own(self._tg.create_task(self._start_service(svc), name=f"start:{svc.name}"))
+
+    async def apply(self, project: Project | None = None, *, dry_run: bool = False) -> dict[str, object]:
+        """Bring the deployment to ``project`` (default: the file again, re-read from disk).
+
+        Raises:
+            DeployCodeError: the file is invalid (E002...), changes what apply cannot (E002), or the
+                deployment is not running (S003).
+        """
+        from deploy_code.config import load
+        from deploy_code.supervisor.rollout import apply as run_apply
+
+        if self.phase == "starting":
+            await self.wait_outcome()  # the first deployment settles first
+            await asyncio.sleep(0)  # ...and its outcome is reported (phase -> running)
+        if self.phase != "running":
+            raise SupervisionError(f"cannot apply: the deployment is {self.phase}", code=ErrorCode.S003)
+        async with self._apply_lock:
+            new = project if project is not None else await asyncio.to_thread(load, self.project.path)
+            result = await run_apply(self, new, dry_run=dry_run)
+        return result.to_dict()
+
+    async def rollback(self, deployment: int | None = None) -> dict[str, object]:
+        """Apply the file of an earlier snapshot: ``deployment``'s, else the newest one that differs
+        from what runs.
+
+        Raises:
+            DeployCodeError: E009 when there is no such snapshot; as :meth:`apply` otherwise.
+        """
+        from deploy_code.config import load_text
+        from deploy_code.supervisor.rollout import snapshot_config
+
+        text = await asyncio.to_thread(snapshot_config, self, deployment)
+        project = load_text(
+            text, filename=self.project.path.name, base_dir=self.project.base_dir, environ=self._environ
+        )
+        return await self.apply(project)
+
+    def ungate(self, reps: Iterable[Replica]) -> None:
+        """Let gated replicas (a blue-green set) into the front ports: the ready ones join now."""
+        for rep in reps:
+            rep.gated = False
+            if rep.state == ReplicaState.READY:
+                self.route(rep, ReplicaState.STARTING)
 
     def _place_ports(self, svc: ServiceRuntime, indices: list[int], nodes: list[str]) -> list[Placement]:
         """Ports for new replicas of ``svc``, all or nothing (a fixed port cannot be shared: S004)."""

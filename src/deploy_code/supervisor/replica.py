@@ -73,6 +73,7 @@ class Replica:
         self.ready_since: float | None = None
         self.ever_started = False
         self.stop_requested = False
+        self.gated = False  # kept out of the front ports until a blue-green switch
         self.inbox: asyncio.Queue[tuple[str, str]] = asyncio.Queue(maxsize=INBOX_BOUND)
         self.crash = CrashLoopDetector(self.spec.restart)
         self.log_path = str(orch.logs_dir / f"{self.id}.log")
