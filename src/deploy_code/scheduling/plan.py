@@ -274,7 +274,7 @@ def plan(
             for name in wave:
                 svc = project.spec.services[name]
                 reps: list[Placement] = []
-                for idx in range(svc.replicas):
+                for idx in _indices(name, svc.replicas, assigned):
                     owner = f"{name}.{idx}"
                     owners.append(owner)
                     held = assigned.get(owner, {})
@@ -288,7 +288,7 @@ def plan(
                         else:
                             ports.reserve(int(value), owner)
                             got[port_name] = int(value)
-                    p = Placement(name, idx, svc.resources.to_resources(), got, nodes[name][idx])
+                    p = Placement(name, idx, svc.resources.to_resources(), got, nodes[name][len(reps)])
                     reps.append(p)
                 placements[name] = tuple(reps)
     except BaseException:
@@ -296,6 +296,20 @@ def plan(
             ports.release_owner(owner, now)
         raise
     return Plan(graph, waves, placements)
+
+
+def _indices(name: str, count: int, assigned: Mapping[str, Mapping[str, int]]) -> list[int]:
+    """Replica indices for ``count`` replicas: those of re-adopted replicas (which may be any numbers
+    after a rollout), then the lowest free ones."""
+    prefix = f"{name}."
+    adopted = sorted(
+        int(owner[len(prefix) :])
+        for owner in assigned
+        if owner.startswith(prefix) and owner[len(prefix) :].isdigit()
+    )[:count]
+    taken = set(adopted)
+    free = (i for i in range(count + len(taken)) if i not in taken)
+    return adopted + [next(free) for _ in range(count - len(adopted))]
 
 
 def release_plan(plan_: Plan, ledger: Ledger, ports: PortAllocator, *, now: float) -> None:

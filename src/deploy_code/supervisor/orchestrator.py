@@ -224,15 +224,20 @@ class Orchestrator:
         """Re-adopt replicas recorded by an earlier orchestrator; stop the ones the file dropped."""
         wanted = self.project.spec.services
         ports: dict[str, dict[str, int]] = {}
-        for rec in self.store.load_replicas():
+        kept: dict[str, int] = {}
+        # Lowest indices first: after a rollout a service's replicas may be numbered 2, 3 (the plan
+        # keeps adopted indices, see scheduling.plan); at most `replicas` of them are kept.
+        for rec in sorted(self.store.load_replicas(), key=lambda r: (r.service, r.index)):
             handle = self.backend.adopt(ProcessIdentity(rec.pid, rec.pgid, rec.start_time))
             svc = wanted.get(rec.service)
             keep = (
                 handle is not None
                 and svc is not None
-                and rec.index < svc.replicas
+                and kept.get(rec.service, 0) < svc.replicas
                 and set(rec.ports) == set(svc.ports)
             )
+            if keep:
+                kept[rec.service] = kept.get(rec.service, 0) + 1
             if keep and handle is not None:
                 owner = f"{rec.service}.{rec.index}"
                 self._adopted[owner] = handle
