@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
-__all__ = ["Resources", "parse_duration", "parse_port_range", "parse_size_bytes"]
+__all__ = [
+    "MAX_DURATION_S",
+    "MAX_SIZE_BYTES",
+    "Resources",
+    "parse_duration",
+    "parse_port_range",
+    "parse_size_bytes",
+]
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _DURATION_FACTORS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+# Ten years. Far beyond any real timeout or retention, and far below what timers, sockets and thread
+# waits accept (time_t, threading.TIMEOUT_MAX): `.inf`, `.nan` or 1e400 must fail here, not at run time.
+MAX_DURATION_S = 10 * 365 * 86_400.0
+MAX_SIZE_BYTES = 2**62  # fits SQLite's INTEGER and every size an OS call takes
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
 _SIZE_FACTORS = {
     "b": 1,
@@ -31,45 +43,58 @@ _SIZE_FACTORS = {
 }
 
 
+def _short(value: object) -> str:
+    text = repr(value) if not isinstance(value, int) or abs(value) < 10**40 else "a huge number"
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def parse_duration(value: object) -> float:
     """Parse ``100ms``, ``5s``, ``2m``, ``1h`` or plain (int/float/str) seconds into seconds.
 
     Raises:
-        ValueError: the value is negative, not a number, or has an unknown unit.
+        ValueError: the value is negative, not a number (NaN), longer than 10 years, or has an
+            unknown unit.
     """
     if isinstance(value, bool):
         raise ValueError(f"not a duration: {value!r}")
     if isinstance(value, int | float):
         if value < 0:
             raise ValueError(f"duration must not be negative: {value!r}")
-        return float(value)
-    if not isinstance(value, str):
+        seconds = float(value) if value <= MAX_DURATION_S else math.inf  # 10**400 cannot be a float
+    elif isinstance(value, str):
+        m = _DURATION_RE.match(value)
+        if m is None:
+            raise ValueError(f"not a duration: {value!r} (use e.g. 100ms, 5s, 2m, 1h or plain seconds)")
+        seconds = float(m.group(1)) * _DURATION_FACTORS[m.group(2)]
+    else:
         raise ValueError(f"not a duration: {value!r}")
-    m = _DURATION_RE.match(value)
-    if m is None:
-        raise ValueError(f"not a duration: {value!r} (use e.g. 100ms, 5s, 2m, 1h or plain seconds)")
-    return float(m.group(1)) * _DURATION_FACTORS[m.group(2)]
+    if not seconds <= MAX_DURATION_S:  # also false for NaN
+        raise ValueError(f"duration {_short(value)} is not a number of seconds up to 10 years")
+    return seconds
 
 
 def parse_size_bytes(value: object) -> int:
     """Parse ``64MiB``, ``1GB``, ``512k`` or a plain number of bytes.
 
     Raises:
-        ValueError: the value is negative or malformed.
+        ValueError: the value is negative, malformed, NaN, or above 2**62.
     """
     if isinstance(value, bool):
         raise ValueError(f"not a size: {value!r}")
     if isinstance(value, int | float):
         if value < 0:
             raise ValueError(f"size must not be negative: {value!r}")
-        return int(value)
-    if not isinstance(value, str):
+        size: float = value
+    elif isinstance(value, str):
+        m = _SIZE_RE.match(value)
+        if m is None:
+            raise ValueError(f"not a size: {value!r} (use e.g. 64MiB, 1GB or plain bytes)")
+        size = float(m.group(1)) * _SIZE_FACTORS[(m.group(2) or "b").lower()]
+    else:
         raise ValueError(f"not a size: {value!r}")
-    m = _SIZE_RE.match(value)
-    if m is None:
-        raise ValueError(f"not a size: {value!r} (use e.g. 64MiB, 1GB or plain bytes)")
-    unit = (m.group(2) or "b").lower()
-    return int(float(m.group(1)) * _SIZE_FACTORS[unit])
+    if not size <= MAX_SIZE_BYTES:  # also false for NaN; int(inf) would raise OverflowError
+        raise ValueError(f"size {_short(value)} is not a number of bytes up to 2**62")
+    return int(size)
 
 
 def parse_port_range(value: str) -> tuple[int, int]:

@@ -14,6 +14,7 @@ unexpected exception while loading becomes an E002 :class:`ConfigError`.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -34,6 +35,7 @@ __all__ = [
     "DEFAULT_FILENAME",
     "MAX_ENV_FILE_BYTES",
     "MAX_FILE_BYTES",
+    "MAX_MESSAGE_CHARS",
     "load",
     "load_text",
     "resolve_state_dir",
@@ -42,6 +44,7 @@ __all__ = [
 DEFAULT_FILENAME = "deploy-code.yaml"
 MAX_FILE_BYTES = 10 * 2**20  # a deploy file is a few KiB; this only stops accidents and floods
 MAX_ENV_FILE_BYTES = 2**20
+MAX_MESSAGE_CHARS = 1_000  # per diagnostic message or hint: a 2 MB unknown key is not echoed whole
 DEFAULT_STATE_DIR = ".deploy-code"
 _NOT_FOUND_HINT = f"create {DEFAULT_FILENAME} or pass -f FILE"
 
@@ -51,28 +54,49 @@ def _line_col(data: bytes, offset: int) -> tuple[int, int]:
     return line, offset - (data.rfind(b"\n", 0, offset) + 1) + 1
 
 
-def read_text(path: Path, *, shown: str, limit: int, missing: ErrorCode = ErrorCode.E001) -> str:
-    """Read a UTF-8 text file of at most ``limit`` bytes.
+def read_text(
+    path: Path, *, shown: str, limit: int, missing: ErrorCode = ErrorCode.E001, regular_only: bool = False
+) -> str:
+    """Read a UTF-8 text file of at most ``limit`` bytes, never more, never blocking on a FIFO.
 
     Args:
         path: the file.
         shown: the name used in messages and locations.
-        limit: the largest accepted size in bytes.
+        limit: the largest accepted size in bytes; nothing past ``limit + 1`` bytes is read.
         missing: the code for a missing or unreadable file (E001 for the config, E002 for env files).
+        regular_only: refuse FIFOs, devices and sockets (env files); the config itself may be a pipe
+            the user handed over (``-f <(generate)``).
 
     Raises:
-        ConfigError: ``missing`` when the file cannot be opened; E002 when too large or not UTF-8.
+        ConfigError: ``missing`` when the file cannot be opened or is a directory; E002 when it is
+            not a regular file (``regular_only``), too large, not UTF-8, or holds a NUL byte.
     """
     hint = _NOT_FOUND_HINT if missing is ErrorCode.E001 else None
     try:
-        if path.is_dir():
-            raise ConfigError(f"{shown} is a directory, not a file", code=missing, hint=hint)
-        with path.open("rb") as handle:
-            data = handle.read(limit + 1)
+        # O_NONBLOCK: opening a FIFO nobody writes to would otherwise wait forever.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise ConfigError(f"{shown} not found", code=missing, hint=hint) from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"cannot read {shown}: {why}", code=missing, hint=hint) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise ConfigError(f"{shown} is a directory, not a file", code=missing, hint=hint)
+        if regular_only and not stat.S_ISREG(mode):
+            raise ConfigError(
+                f"{shown} is not a regular file (a FIFO, device or socket)",
+                code=ErrorCode.E002,
+                location=Location(shown),
+            )
+        os.set_blocking(fd, True)  # a pipe with a writer is read to its end; without one: EOF
+        with open(fd, "rb", closefd=False) as handle:
+            data = handle.read(limit + 1)
     except OSError as exc:
         raise ConfigError(f"cannot read {shown}: {exc.strerror or exc}", code=missing, hint=hint) from None
+    finally:
+        os.close(fd)
     if len(data) > limit:
         raise ConfigError(
             f"{shown}: file too large (more than {limit} bytes)",
@@ -80,22 +104,34 @@ def read_text(path: Path, *, shown: str, limit: int, missing: ErrorCode = ErrorC
             location=Location(shown),
         )
     try:
-        return data.decode("utf-8-sig")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line, col = _line_col(data, exc.start)
         raise ConfigError(
-            f"{shown}: not valid UTF-8 (byte 0x{data[exc.start]:02x})",
+            f"{shown}: not valid UTF-8 at byte {exc.start} (0x{data[exc.start]:02x})",
             code=ErrorCode.E002,
             location=Location(shown, line, col),
             hint="save the file as UTF-8",
         ) from None
+    nul = data.find(b"\0")
+    if nul >= 0:
+        line, col = _line_col(data, nul)
+        raise ConfigError(
+            f"{shown}: NUL byte at byte {nul} (a text file holds none)",
+            code=ErrorCode.E002,
+            location=Location(shown, line, col),
+            hint="save the file as plain UTF-8 text",
+        )
+    return text
 
 
 def _read_env_file(
     base_dir: Path, rel: str, at: Location, where: str
 ) -> tuple[dict[str, str], list[Diagnostic]]:
     try:
-        text = read_text(base_dir / rel, shown=rel, limit=MAX_ENV_FILE_BYTES, missing=ErrorCode.E002)
+        text = read_text(
+            base_dir / rel, shown=rel, limit=MAX_ENV_FILE_BYTES, missing=ErrorCode.E002, regular_only=True
+        )
     except ConfigError as exc:
         inside = exc.location is not None and exc.location.line is not None
         hint = exc.hint or ("create it or remove env_file" if "not found" in exc.message else None)
@@ -117,6 +153,8 @@ def _env_files(
         for i, rel in enumerate(files):
             path = ("services", name, "env_file", *((i,) if isinstance(svc.env_file, list) else ()))
             at = source.locate(*path)
+            if "\0" in rel:  # reported by validate (a path cannot hold NUL)
+                continue
             if not inside_dir(base_dir, rel):
                 diags.append(
                     Diagnostic(
@@ -135,8 +173,17 @@ def _env_files(
     return result, diags
 
 
+def _clip(text: str | None) -> str | None:
+    if text is None or len(text) <= MAX_MESSAGE_CHARS:
+        return text
+    return f"{text[: MAX_MESSAGE_CHARS - 40]}... ({len(text)} characters in all)"
+
+
 def _raise(diags: list[Diagnostic]) -> ConfigError:
-    diags = cap_diagnostics(diags)
+    # Messages quote the file (keys, names, "services are: ..."): bounded, whatever the file holds.
+    diags = [
+        Diagnostic(d.code, _clip(d.message) or "", d.location, _clip(d.hint)) for d in cap_diagnostics(diags)
+    ]
     codes = {d.code for d in diags}
     first = diags[0]
     code = first.code if len(codes) == 1 else ErrorCode.E002

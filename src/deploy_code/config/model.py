@@ -131,7 +131,7 @@ class LogLineCheck(_Strict):
     def _compiles(cls, v: str) -> str:
         try:
             re.compile(v)
-        except re.error as exc:
+        except (re.error, RecursionError, OverflowError) as exc:  # 10,000 nested groups: RecursionError
             raise ValueError(f"invalid regular expression: {exc}") from None
         return v
 

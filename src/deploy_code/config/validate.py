@@ -320,9 +320,46 @@ def _templates(
                 yield Diagnostic(ErrorCode.E003, f"{dotted(path)}: {message}", source.locate(*path), hint)
 
 
+def _os_strings(spec: ProjectSpec, source: SourceMap) -> Iterator[Diagnostic]:
+    """Text the OS receives (argv, environment, paths, hosts) cannot hold NUL; variable names no '='.
+
+    Without this a file validates and then every start fails on ``ValueError: embedded null byte``.
+    """
+    texts: list[tuple[DataPath, str]] = [
+        (("settings", "host"), spec.settings.host),
+        (("settings", "state_dir"), spec.settings.state_dir),
+    ]
+    for name, svc in spec.services.items():
+        base: DataPath = ("services", name)
+        texts.extend(template_fields(name, svc))
+        if svc.working_dir is not None:
+            texts.append(((*base, "working_dir"), svc.working_dir))
+        files = [svc.env_file] if isinstance(svc.env_file, str) else list(svc.env_file or [])
+        for i, rel in enumerate(files):
+            texts.append(((*base, "env_file", *((i,) if isinstance(svc.env_file, list) else ())), rel))
+        for key in svc.env:
+            if not key or "=" in key or "\0" in key:
+                yield Diagnostic(
+                    ErrorCode.E002,
+                    f"services.{name}.env: invalid variable name {key!r}",
+                    source.locate(*base, "env", key),
+                    "a variable name is not empty and holds no '=' and no NUL character",
+                )
+    for path, text in texts:
+        if "\0" in text:
+            yield Diagnostic(
+                ErrorCode.E002,
+                f"{dotted(path)}: contains a NUL character (\\0); no argument, variable or path can hold one",
+                source.locate(*path),
+                "remove the \\0 escape",
+            )
+
+
 def _working_dirs(spec: ProjectSpec, source: SourceMap, base_dir: Path) -> Iterator[Diagnostic]:
     for name, svc in spec.services.items():
-        if svc.working_dir is not None and not inside_dir(base_dir, svc.working_dir):
+        if svc.working_dir is None or "\0" in svc.working_dir:  # NUL: reported by _os_strings
+            continue
+        if not inside_dir(base_dir, svc.working_dir):
             yield Diagnostic(
                 ErrorCode.E002,
                 f"services.{name}.working_dir: {svc.working_dir!r} leaves the project directory {base_dir}",
@@ -368,6 +405,7 @@ def validate(
         *_alerts(spec, source),
         *_dependencies(spec, source),
         *_expose(spec, source),
+        *_os_strings(spec, source),
         *_placement(spec, source),
         *_pools(spec, source),
         *_ports(spec, source),
