@@ -20,7 +20,7 @@ from typing import Any
 
 from deploy_code.clock import Clock, SystemClock, sleep_until_or
 from deploy_code.config import InterpolationContext, Project, ServiceAddress
-from deploy_code.config.model import AutoscaleSpec
+from deploy_code.config.model import AutoscaleSpec, ServiceSpec
 from deploy_code.errors import DeployCodeError, ErrorCode, PlacementError, SupervisionError
 from deploy_code.events import (
     DeploymentFinished,
@@ -1054,6 +1054,17 @@ class Orchestrator:
             text, filename=self.project.path.name, base_dir=self.project.base_dir, environ=self._environ
         )
         return await self.apply(project)
+
+    def down_dependency(self, spec: ServiceSpec) -> str | None:
+        """The first dependency of ``spec`` that was up and now has no ready replica (the circuit
+        breaker's test), or None. ``completed_successfully`` dependencies are never down."""
+        for dep, cond in spec.depends_on.items():
+            svc = self.services.get(dep)
+            if svc is None or cond == "completed_successfully" or cond == "started":
+                continue
+            if svc.healthy.is_set() and svc.desired > 0 and svc.ready_count == 0:
+                return dep
+        return None
 
     def ungate(self, reps: Iterable[Replica]) -> None:
         """Let gated replicas (a blue-green set) into the front ports: the ready ones join now."""

@@ -41,6 +41,7 @@ __all__ = ["Replica"]
 S = ReplicaState
 MARKER_VAR = "DEPLOY_CODE_STATE_DIR"  # in every replica's environment: finds unrecorded replicas
 INBOX_BOUND = 16  # commands and probe verdicts; duplicates beyond this are dropped (they repeat)
+CIRCUIT_POLL_S = 0.25  # how often a replica waiting on a down dependency looks again
 READY_AUTO_S = 60.0  # `timeouts.ready: auto` until the history-based estimate lands (reliability issue)
 LAST_LINES = 20  # log lines quoted in a failure report
 
@@ -169,6 +170,8 @@ class Replica:
         if self.spec.restart.policy == "no":
             self._fail(why)
             return False
+        if self.orch.down_dependency(self.spec) is not None:
+            return await self._wait_for_dependencies(why)
         if self.crash.record(now):
             self._fail(
                 f"crash loop: {len(self.crash)} restarts within {self.spec.restart.window:g}s; last: {why}"
@@ -186,6 +189,22 @@ class Replica:
                         kind, _ = await self.inbox.get()
                         if kind in ("restart", "stop"):
                             break
+        return not self.stop_requested
+
+    async def _wait_for_dependencies(self, why: str) -> bool:
+        """Circuit breaker: a replica that failed while a dependency is down does not restart in a
+        loop (nor use up its crash-loop budget): it waits, in BACKOFF with the reason, until every
+        dependency is ready again, then restarts once. A stop command ends the wait."""
+        dep = self.orch.down_dependency(self.spec)
+        self.restarts += 1
+        self._set(S.BACKOFF, f"{why}; dependency {dep!r} is down: waiting for it (circuit open)")
+        while self.orch.down_dependency(self.spec) is not None and not self.stop_requested:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CIRCUIT_POLL_S):
+                    kind, _ = await self.inbox.get()
+                    if kind == "stop":
+                        return False
+        self.attempt = 0
         return not self.stop_requested
 
     def _fail(self, why: str) -> None:
