@@ -69,6 +69,8 @@ from deploy_code.supervisor.autoscale import AutoscaleState, decide
 from deploy_code.supervisor.registry import Registry
 from deploy_code.supervisor.replica import MARKER_VAR, Replica
 from deploy_code.supervisor.service import ServiceRuntime
+from deploy_code.supervisor.timeouts import DEFAULT_S as DEFAULT_READY_S
+from deploy_code.supervisor.timeouts import LearnedTimeout, learn_ready_timeouts
 
 __all__ = ["DeployOutcome", "Orchestrator"]
 
@@ -123,6 +125,7 @@ class Orchestrator:
         self._scraped = _Scraped()
         self._scrape_lock = asyncio.Lock()
         self._apply_lock = asyncio.Lock()  # one apply / rollback at a time
+        self._learned_ready: dict[str, LearnedTimeout] = {}  # timeouts.ready: auto, per service
         try:
             self.config_text = project.path.read_text()  # the file as deployed, for snapshots
         except OSError:
@@ -276,6 +279,7 @@ class Orchestrator:
         self._outcome_made.set()
         self.publish(DeploymentStarted(self.project.spec.name, self.clock.wall_time()))
         assigned = self._adopt_previous()
+        self._learn_timeouts()
         await self._sweep_unrecorded()
         if self._orphans:
             await asyncio.gather(*(o.stop(signal.SIGTERM, 5.0) for o in self._orphans))
@@ -1055,6 +1059,30 @@ class Orchestrator:
         )
         return await self.apply(project)
 
+    def ready_timeout(self, name: str) -> float:
+        """``timeouts.ready: auto`` for ``name``: learned from earlier starts, else the default."""
+        learned = self._learned_ready.get(name)
+        return learned.seconds if learned is not None else DEFAULT_READY_S
+
+    def _timeouts_in_use(self, svc: ServiceRuntime) -> dict[str, object]:
+        """What ``status`` shows of a service's timeouts: the ready timeout in use and its source."""
+        limit = svc.spec.timeouts.ready
+        if limit != "auto":
+            return {"ready_s": float(limit), "source": "file"}
+        learned = self._learned_ready.get(svc.name)
+        if learned is not None:
+            return learned.to_dict()
+        return {"ready_s": DEFAULT_READY_S, "source": "default (fewer than 5 earlier starts)"}
+
+    def _learn_timeouts(self) -> None:
+        """Read the store's history of starts once, at ``up`` (bounded: the newest 10,000 transitions)."""
+        try:
+            rows = self.store.events(limit=10_000, kind="replica.transition")
+        except Exception:  # a damaged history must not stop a deployment: fall back to the default
+            log.warning("could not read start history for timeouts.ready: auto", exc_info=True)
+            return
+        self._learned_ready = learn_ready_timeouts(r.body for r in rows)
+
     def down_dependency(self, spec: ServiceSpec) -> str | None:
         """The first dependency of ``spec`` that was up and now has no ready replica (the circuit
         breaker's test), or None. ``completed_successfully`` dependencies are never down."""
@@ -1150,6 +1178,7 @@ class Orchestrator:
             "started_at": self.started_wall,
             "uptime_s": round(self.clock.now() - self._t0, 3),
             "services": {name: svc.snapshot() for name, svc in self.services.items()},
+            "timeouts": {name: self._timeouts_in_use(svc) for name, svc in self.services.items()},
             "admission": self.admission.snapshot(),
             "replicas_by_state": {str(st): self.registry.count(st) for st in ReplicaState},
             "resources": {
@@ -1159,6 +1188,7 @@ class Orchestrator:
                 "pools": self.ledger.snapshot().get("pools", {}),
             },
             "ports": {"in_use": self.ports.in_use, "range": self.settings.port_range},
+            "limits_method": self.backend.limits_method,
             "fronts": {
                 name: {port_name: _front_summary(fp) for port_name, fp in fronts.items()}
                 for name, fronts in self.fronts.items()

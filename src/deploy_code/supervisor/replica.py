@@ -24,7 +24,7 @@ from deploy_code.health import (
     ProbeTransition,
     make_check,
 )
-from deploy_code.runtime import LogFile, ProcessHandle, ProcessSpec
+from deploy_code.runtime import LogFile, OomReport, ProcessHandle, ProcessSpec, ResourceLimits
 from deploy_code.scheduling import Placement
 from deploy_code.state import ReplicaRecord
 from deploy_code.supervisor.admission import start_weight
@@ -42,7 +42,6 @@ S = ReplicaState
 MARKER_VAR = "DEPLOY_CODE_STATE_DIR"  # in every replica's environment: finds unrecorded replicas
 INBOX_BOUND = 16  # commands and probe verdicts; duplicates beyond this are dropped (they repeat)
 CIRCUIT_POLL_S = 0.25  # how often a replica waiting on a down dependency looks again
-READY_AUTO_S = 60.0  # `timeouts.ready: auto` until the history-based estimate lands (reliability issue)
 LAST_LINES = 20  # log lines quoted in a failure report
 
 
@@ -153,7 +152,7 @@ class Replica:
                     self.restarts += 1
                     self._set(S.BACKOFF, "restart requested")
                     continue
-                why = detail if kind != "exit" else _describe_exit(rc)
+                why = detail or _describe_exit(rc)  # an exit's detail already names an OOM kill
                 if kind == "exit" and rc == 0 and self.spec.restart.policy != "always":
                     self._set(S.COMPLETED, "exited 0")
                     return
@@ -226,6 +225,7 @@ class Replica:
                 self._notify = NotifyEndpoint.open(self.id)
             env["NOTIFY_SOCKET"] = self._notify.address
         cwd = self.orch.working_dir(self.service.name)
+        res = self.spec.resources
         spec = ProcessSpec(
             name=self.id,
             argv=tuple(argv),
@@ -233,8 +233,9 @@ class Replica:
             cwd=cwd,
             log_path=self.log_path,
             start_timeout=self.spec.timeouts.start,
+            limits=ResourceLimits(memory_mb=res.memory_mb, cpu_cores=res.cpu_cores),
+            project=self.orch.project.spec.name,
         )
-        res = self.spec.resources
         weight = start_weight(res.cpu_cores, res.memory_mb, res.gpu_count)
         async with self.orch.admission.slot(self.spec.priority, weight):
             self._set(S.STARTING, "spawning")
@@ -292,11 +293,11 @@ class Replica:
         self.orch.publish(
             ReplicaExited(self.service.name, self.index, handle.identity.pid, rc, self.orch.clock.wall_time())
         )
-        self.post("exit", _describe_exit(rc))
+        self.post("exit", _describe_exit(rc, handle.oom))
 
     async def _ready_deadline(self) -> None:
         limit = self.spec.timeouts.ready
-        seconds = READY_AUTO_S if limit == "auto" else float(limit)
+        seconds = self.orch.ready_timeout(self.service.name) if limit == "auto" else float(limit)
         await self.orch.clock.sleep_until(self.orch.clock.now() + seconds)
         if self.state == S.STARTING:
             self.post("ready-timeout", f"not ready within {seconds:g}s (E008)")
@@ -491,7 +492,15 @@ class Replica:
             "uptime_s": round(now - self.started_at, 3) if self.started_at and self.handle else None,
             "adopted": bool(self.handle and self.handle.adopted),
             "log": self.log_path,
+            "limits": self._limits(),
         }
+
+    def _limits(self) -> dict[str, object]:
+        """Enforced on the running process; while none runs, what the next one gets."""
+        if self.handle is not None:
+            return self.handle.limits.to_dict()
+        res = self.spec.resources
+        return self.orch.backend.planned_limits(ResourceLimits(res.memory_mb, res.cpu_cores)).to_dict()
 
 
 def _log_matchers(spec: ServiceSpec) -> dict[str, LogLineMatcher]:
@@ -503,12 +512,16 @@ def _log_matchers(spec: ServiceSpec) -> dict[str, LogLineMatcher]:
     }
 
 
-def _describe_exit(rc: int | None) -> str:
+def _describe_exit(rc: int | None, oom: OomReport | None = None) -> str:
+    if oom is not None and (rc is None or rc == -signal.SIGKILL):
+        return f"out of memory: {oom.describe()}"
     if rc is None:
-        return "exited (adopted process; exit status unknown)"
-    if rc < 0:
+        why = "exited (adopted process; exit status unknown)"
+    elif rc < 0:
         try:
-            return f"killed by {signal.Signals(-rc).name}"
+            why = f"killed by {signal.Signals(-rc).name}"
         except ValueError:
-            return f"killed by signal {-rc}"
-    return f"exited with status {rc}"
+            why = f"killed by signal {-rc}"
+    else:
+        why = f"exited with status {rc}"
+    return why if oom is None else f"{why}; out of memory in its cgroup: a process {oom.describe()}"
