@@ -74,3 +74,20 @@ def test_apply_plan_rollback_and_adoption_after_a_rollout(deployment: Deployment
     assert "listening v1" in logs
     history = json.loads(deployment.cli("history", "--format", "json", check=True).stdout)
     assert history
+
+
+def test_a_file_changed_while_no_orchestrator_ran_replaces_the_old_version(deployment: Deployment) -> None:
+    _write(deployment, "v1")
+    assert deployment.cli("up", "--detach").returncode == 0
+    old = sorted(r["pid"] for r in _status(deployment)["services"]["web"]["replicas"])
+    orch = deployment.orchestrator_pid()
+    assert orch is not None
+    os.kill(orch, signal.SIGKILL)  # as if it died mid-rollout, with the new file already written
+    time.sleep(0.2)
+    _write(deployment, "v2")
+    assert deployment.cli("up", "--detach").returncode == 0
+    reps = _status(deployment)["services"]["web"]["replicas"]
+    assert not any(r["adopted"] for r in reps)
+    assert set(sorted(r["pid"] for r in reps)).isdisjoint(old)
+    assert sorted(processes_marked(deployment.state_dir)) == sorted(r["pid"] for r in reps)  # no orphan
+    assert "listening v2" in deployment.cli("logs", "web", "-n", "5", check=True).stdout

@@ -79,6 +79,9 @@ class ReplicaRecord:
     ports: dict[str, int]
     log_path: str
     spawned_at: float
+    # Hash of the service spec the process was started from: the next `up` adopts it only while the
+    # file still says the same (an interrupted rollout's old-version replicas are replaced). "" unknown.
+    spec_hash: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +153,9 @@ class StateStore:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.executescript(_SCHEMA)
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(replicas)")}
+        if "spec_hash" not in columns:  # a state file from before spec hashes: add the column
+            self._conn.execute("ALTER TABLE replicas ADD COLUMN spec_hash TEXT NOT NULL DEFAULT ''")
         self._trim_events(self._conn)  # an old file may hold more than today's bounds allow
         # Reads get their own connection: the API reads from worker threads while the writer commits,
         # and WAL lets a reader see the last commit without waiting for (or joining) a write.
@@ -164,10 +170,12 @@ class StateStore:
     def load_replicas(self) -> list[ReplicaRecord]:
         """Every recorded replica."""
         rows = self._conn.execute(
-            "SELECT service, idx, pid, pgid, start_time, ports, log_path, spawned_at FROM replicas"
+            "SELECT service, idx, pid, pgid, start_time, ports, log_path, spawned_at, spec_hash FROM replicas"
         ).fetchall()
         return [
-            ReplicaRecord(r[0], int(r[1]), int(r[2]), int(r[3]), int(r[4]), json.loads(r[5]), r[6], r[7])
+            ReplicaRecord(
+                r[0], int(r[1]), int(r[2]), int(r[3]), int(r[4]), json.loads(r[5]), r[6], r[7], str(r[8])
+            )
             for r in rows
         ]
 
@@ -227,8 +235,15 @@ class StateStore:
             json.dumps(rec.ports),
             rec.log_path,
             rec.spawned_at,
+            rec.spec_hash,
         )
-        self._submit(lambda c: c.execute("INSERT OR REPLACE INTO replicas VALUES (?,?,?,?,?,?,?,?)", args))
+        self._submit(
+            lambda c: c.execute(
+                "INSERT OR REPLACE INTO replicas (service, idx, pid, pgid, start_time, ports, log_path, "
+                "spawned_at, spec_hash) VALUES (?,?,?,?,?,?,?,?,?)",
+                args,
+            )
+        )
 
     def delete_replica(self, service: str, index: int) -> None:
         """Forget a replica whose process is gone."""

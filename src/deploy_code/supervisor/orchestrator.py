@@ -67,7 +67,7 @@ from deploy_code.supervisor.admission import Admission, derive_limit
 from deploy_code.supervisor.alerts import AlertEngine, ServiceHealth, WebhookSender, evaluate_every
 from deploy_code.supervisor.autoscale import AutoscaleState, decide
 from deploy_code.supervisor.registry import Registry
-from deploy_code.supervisor.replica import MARKER_VAR, Replica
+from deploy_code.supervisor.replica import MARKER_VAR, Replica, spec_hash
 from deploy_code.supervisor.service import ServiceRuntime
 from deploy_code.supervisor.timeouts import DEFAULT_S as DEFAULT_READY_S
 from deploy_code.supervisor.timeouts import LearnedTimeout, learn_ready_timeouts
@@ -238,6 +238,9 @@ class Orchestrator:
                 and svc is not None
                 and kept.get(rec.service, 0) < svc.replicas
                 and set(rec.ports) == set(svc.ports)
+                # Started from another version of the service (a rollout was interrupted, or the
+                # file changed while no orchestrator ran): replaced by the file's version.
+                and (not rec.spec_hash or rec.spec_hash == spec_hash(svc))
             )
             if keep:
                 kept[rec.service] = kept.get(rec.service, 0) + 1

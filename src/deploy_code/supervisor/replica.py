@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import signal
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -264,6 +265,7 @@ class Replica:
                 dict(self.ports),
                 self.log_path,
                 self.orch.clock.wall_time(),
+                spec_hash(self.spec),
             )
         )
         return handle
@@ -501,6 +503,13 @@ class Replica:
             return self.handle.limits.to_dict()
         res = self.spec.resources
         return self.orch.backend.planned_limits(ResourceLimits(res.memory_mb, res.cpu_cores)).to_dict()
+
+
+def spec_hash(spec: ServiceSpec) -> str:
+    """A short stable hash of what a running process was started from: the service spec without the
+    fields the orchestrator alone reads (replica count, autoscale, deploy strategy, priority)."""
+    doc = spec.model_dump_json(exclude={"replicas", "autoscale", "deploy", "priority"})
+    return hashlib.sha256(doc.encode()).hexdigest()[:16]
 
 
 def _log_matchers(spec: ServiceSpec) -> dict[str, LogLineMatcher]:
