@@ -10,7 +10,17 @@ thread pool); kill replicas when the orchestrator exits (they outlive it and are
 :meth:`LocalBackend.adopt`); hold anything per exited process once its handle is closed.
 """
 
-from deploy_code.runtime.backend import Backend, Capacity, GpuInfo, Handle, ProcessIdentity, ProcessSpec
+from deploy_code.runtime.backend import (
+    AppliedLimits,
+    Backend,
+    Capacity,
+    GpuInfo,
+    Handle,
+    OomReport,
+    ProcessIdentity,
+    ProcessSpec,
+    ResourceLimits,
+)
 from deploy_code.runtime.local import (
     LocalBackend,
     LogFile,
@@ -23,6 +33,7 @@ from deploy_code.runtime.local import (
 )
 
 __all__ = [
+    "AppliedLimits",
     "Backend",
     "Capacity",
     "GpuInfo",
@@ -30,9 +41,11 @@ __all__ = [
     "LocalBackend",
     "LogFile",
     "LogFollower",
+    "OomReport",
     "ProcessHandle",
     "ProcessIdentity",
     "ProcessSpec",
+    "ResourceLimits",
     "discover_capacity",
     "marked_groups",
     "port_is_free",

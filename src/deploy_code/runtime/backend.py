@@ -13,7 +13,70 @@ from typing import Protocol
 
 from deploy_code.units import Resources
 
-__all__ = ["Backend", "Capacity", "GpuInfo", "Handle", "ProcessIdentity", "ProcessSpec"]
+__all__ = [
+    "AppliedLimits",
+    "Backend",
+    "Capacity",
+    "GpuInfo",
+    "Handle",
+    "OomReport",
+    "ProcessIdentity",
+    "ProcessSpec",
+    "ResourceLimits",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceLimits:
+    """What a replica may use, as declared (``resources`` in the service). 0 means "no limit declared".
+
+    Attributes:
+        memory_mb: MiB of memory; past it the replica is killed (cgroups) or its allocations fail (rlimit).
+        cpu_cores: fractional cores; the replica is throttled to this share of CPU time (cgroups only).
+    """
+
+    memory_mb: float = 0.0
+    cpu_cores: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedLimits:
+    """The limits actually enforced on one process, and how.
+
+    Attributes:
+        method: ``"cgroup-v2"``, ``"cgroup-v1"``, ``"rlimit"`` or ``"none"`` (nothing enforced: no limit
+            declared, or the machine offers no way).
+        memory_mb: the memory limit in force (MiB), 0 when none.
+        cpu_cores: the CPU quota in force (cores), 0 when none.
+    """
+
+    method: str = "none"
+    memory_mb: float = 0.0
+    cpu_cores: float = 0.0
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain data for status."""
+        return {"method": self.method, "memory_mb": self.memory_mb, "cpu_cores": self.cpu_cores}
+
+
+@dataclass(frozen=True, slots=True)
+class OomReport:
+    """The kernel's out-of-memory killer acted inside a replica's cgroup.
+
+    Attributes:
+        kills: processes it killed there (the replica or its children).
+        limit_mb: the memory limit (MiB).
+        peak_mb: the highest usage recorded (MiB), None where the kernel does not keep it.
+    """
+
+    kills: int
+    limit_mb: float
+    peak_mb: float | None
+
+    def describe(self) -> str:
+        """E.g. ``killed at 256 MiB limit (peak 255.9 MiB)``."""
+        peak = "" if self.peak_mb is None else f" (peak {self.peak_mb:.1f} MiB)"
+        return f"killed at {self.limit_mb:g} MiB limit{peak}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +92,9 @@ class ProcessSpec:
         start_timeout: seconds allowed for the spawn itself (not for readiness).
         spawn_retries: retries, with exponential backoff, when the system is short of resources
             (``EAGAIN`` / ``ENOMEM`` from fork or exec).
+        limits: memory and CPU to enforce on the process (and its children).
+        project: the project's name; groups the replica's cgroup with its project's
+            (``deploy-code/<project>/<name>``).
     """
 
     name: str
@@ -38,6 +104,8 @@ class ProcessSpec:
     log_path: str
     start_timeout: float = 10.0
     spawn_retries: int = 3
+    limits: ResourceLimits = ResourceLimits()
+    project: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +154,8 @@ class Handle(Protocol):
 
     identity: ProcessIdentity
     adopted: bool
+    limits: AppliedLimits  # what is enforced on it, and how
+    oom: OomReport | None  # set at exit when the out-of-memory killer acted on it (or its children)
 
     @property
     def returncode(self) -> int | None:
@@ -131,6 +201,11 @@ class Backend(Protocol):
 
     def capacity(self, storage_path: str) -> Capacity:
         """Discover what this backend's machine (or cluster) offers."""
+        ...
+
+    @property
+    def limits_method(self) -> str:
+        """How declared limits are enforced: ``cgroup-v2``, ``cgroup-v1``, ``rlimit`` or ``none``."""
         ...
 
     async def aclose(self) -> None:

@@ -9,7 +9,8 @@ import signal
 from collections.abc import Callable
 
 from deploy_code.errors import TimeoutExceeded
-from deploy_code.runtime.backend import ProcessIdentity
+from deploy_code.runtime.backend import AppliedLimits, OomReport, ProcessIdentity
+from deploy_code.runtime.local.limits import ReplicaCgroup
 
 __all__ = ["ProcessHandle"]
 
@@ -28,6 +29,9 @@ class ProcessHandle:
         identity: pid, process group and start time.
         adopted: True when the process is not our child (re-adopted after an orchestrator restart); its
             return code is then unknowable and reported as None.
+        limits: the limits enforced on it, and how.
+        cgroup: its own cgroup (cgroup methods with a limit declared), removed by the backend after exit.
+        oom: set at exit when the kernel's out-of-memory killer acted in its cgroup.
     """
 
     def __init__(
@@ -37,9 +41,14 @@ class ProcessHandle:
         adopted: bool,
         refresh: Callable[[], None],
         release: Callable[[ProcessHandle], None],
+        limits: AppliedLimits | None = None,
+        cgroup: ReplicaCgroup | None = None,
     ) -> None:
         self.identity = identity
         self.adopted = adopted
+        self.limits = limits or AppliedLimits()
+        self.cgroup = cgroup
+        self.oom: OomReport | None = None
         self._refresh = refresh  # processes an exit that already happened but is not yet delivered
         self._release = release  # tells the backend to forget this handle
         self._returncode: int | None = None
@@ -63,6 +72,8 @@ class ProcessHandle:
 
     def _set_exited(self, returncode: int | None) -> None:
         """Called by the exit watcher, on the loop, exactly once."""
+        if self.cgroup is not None:
+            self.oom = self.cgroup.read_oom()  # before anyone removes the cgroup with its counters
         self._returncode = returncode
         self._exit_seen = True
         self._done.set()
@@ -153,10 +164,14 @@ class ProcessHandle:
 
     def _kill_stragglers(self) -> None:
         pgid = self.identity.pgid
-        if pgid <= 1 or pgid == os.getpgrp():
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pgid, signal.SIGKILL)
+        if pgid > 1 and pgid != os.getpgrp():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGKILL)
+        if self.cgroup is not None:
+            # Children that left the group (setsid) are still in the replica's cgroup.
+            for pid in self.cgroup.pids():
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
 
     def close(self) -> None:
         """Release the pidfd and the backend's entry for this process. Idempotent.

@@ -5,6 +5,9 @@ process group. Two reasons: a signal sent to the group (``killpg``) reaches the 
 ``stop`` leaves no stray workers; and Ctrl-C in the orchestrator's terminal goes to the terminal's
 foreground group, not to the replicas, so the orchestrator alone decides how they stop.
 
+Limits: a spawn given a :class:`Confinement` runs its ``preexec_fn`` in the child before exec, so the
+child enters its cgroup (or sets its rlimits) before the service's first instruction (see ``limits``).
+
 There is deliberately no ``PR_SET_PDEATHSIG``: replicas must outlive the orchestrator (it may be
 SIGKILLed, or restarted), and a later run re-adopts them by :class:`ProcessIdentity`.
 """
@@ -22,6 +25,7 @@ from concurrent.futures import Executor, Future
 
 from deploy_code.errors import StartError
 from deploy_code.runtime.backend import ProcessSpec
+from deploy_code.runtime.local.limits import ENV_VAR, Confinement
 
 __all__ = ["spawn", "spawn_blocking"]
 
@@ -33,13 +37,15 @@ _BACKOFF_MAX = 1.0  # cap of one retry delay
 # the child's help. O_CLOEXEC: only the child's stdout/stderr (dup2'd) keep the file, no other child does.
 _LOG_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 _LOG_MODE = 0o600  # logs may hold secrets the service prints
+_UNCONFINED = Confinement()
 
 
-def spawn_blocking(spec: ProcessSpec) -> subprocess.Popen[bytes]:
+def spawn_blocking(spec: ProcessSpec, confinement: Confinement | None = None) -> subprocess.Popen[bytes]:
     """Start ``spec`` now, blocking the calling thread (run it in an executor).
 
     Args:
         spec: what to run.
+        confinement: the cgroup the child enters, or the rlimits it sets, before it execs.
 
     Returns:
         The running child.
@@ -62,17 +68,32 @@ def spawn_blocking(spec: ProcessSpec) -> subprocess.Popen[bytes]:
             f"{spec.name}: cannot open log file {spec.log_path!r}: {exc.strerror}",
             hint="check that the log directory exists and is writable",
         ) from exc
+    conf = confinement or _UNCONFINED
     try:
-        return subprocess.Popen(
-            list(spec.argv),
-            env=dict(spec.env),
-            cwd=spec.cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=logfd,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # own session and process group: see the module docstring
-            close_fds=True,
-        )
+        with contextlib.ExitStack() as stack:
+            try:
+                preexec = stack.enter_context(conf.child_setup())
+            except OSError as exc:
+                raise StartError(
+                    f"{spec.name}: cannot enter its cgroup ({conf.applied.method}): {exc.strerror}",
+                    hint=f"check that the cgroup is writable, or set {ENV_VAR}=rlimit",
+                ) from exc
+            return subprocess.Popen(
+                list(spec.argv),
+                env=dict(spec.env),
+                cwd=spec.cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=logfd,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # own session and process group: see the module docstring
+                close_fds=True,
+                preexec_fn=preexec,  # None unless a limit applies: then subprocess may use vfork
+            )
+    except subprocess.SubprocessError as exc:  # the preexec_fn failed in the child: nothing was exec'd
+        raise StartError(
+            f"{spec.name}: could not apply its resource limits ({conf.applied.method}) before starting",
+            hint=f"check that the cgroup is writable, or set {ENV_VAR}=rlimit",
+        ) from exc
     except OSError as exc:
         if exc.errno in _TRANSIENT_ERRNOS:
             raise
