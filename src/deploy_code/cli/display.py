@@ -112,7 +112,8 @@ def resources_table(status: dict[str, Any]) -> Any:
     res: dict[str, Any] = status.get("resources", {})
     cap: dict[str, float] = res.get("capacity", {})
     alloc: dict[str, float] = res.get("allocated", {})
-    table = Table(title=f"resources (source: {res.get('source', '?')})", title_justify="left")
+    title = f"resources (source: {res.get('source', '?')}; limits: {status.get('limits_method', '?')})"
+    table = Table(title=title, title_justify="left")
     for col in ("LEVEL", "RESOURCE", "AVAILABLE", "BOOKED", "FREE", "USED"):
         table.add_column(col)
     levels = [("node", cap, alloc)] + [
