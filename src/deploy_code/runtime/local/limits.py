@@ -576,7 +576,7 @@ def _read(d: str, name: str) -> str:
 
 
 def _write(d: str, name: str, value: str) -> None:
-    fd = os.open(os.path.join(d, name), os.O_WRONLY | os.O_CLOEXEC)
+    fd = os.open(os.path.join(d, name), os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)  # as `echo >` does
     try:
         os.write(fd, value.encode())
     finally:
