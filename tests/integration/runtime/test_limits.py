@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.helpers import Deployment
 from tests.integration.runtime.runtime_helpers import PY, kill_and_reap, make_spec, poll_until, read_text
 
 from deploy_code.config import load_text
@@ -185,3 +186,39 @@ async def test_no_limit_declared_spawns_without_a_cgroup(tmp_path: Path, backend
     assert handle.cgroup is None and handle.limits.method == "none"
     assert await handle.wait() == 0
     handle.close()
+
+
+@needs_cgroups
+def test_cli_status_shows_the_method_and_the_oom_kill(deployment: Deployment) -> None:
+    deployment.write(
+        f"""\
+        name: limits-cli
+        services:
+          hog:
+            command: [{json.dumps(PY)}, "-c", {json.dumps(HOG)}]
+            resources: {{memory_mb: 48}}
+            restart: {{policy: "no"}}
+            health: {{min_uptime: 0}}
+          idle:
+            command: [sleep, "60"]
+            resources: {{cpu_cores: 0.25}}
+            health: {{min_uptime: 0}}
+        """
+    )
+    res = deployment.cli("up", "--detach", timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
+    deadline = time.monotonic() + 30
+    while True:
+        doc = json.loads(deployment.cli("status", "--format", "json", check=True).stdout)
+        hog = doc["services"]["hog"]["replicas"][0]
+        if hog["state"] == "failed" or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert doc["limits_method"] == METHOD
+    assert hog["state"] == "failed" and hog["reason"].startswith("out of memory: killed at 48 MiB limit"), hog
+    idle = doc["services"]["idle"]["replicas"][0]
+    assert idle["limits"] == {"method": METHOD, "memory_mb": 0.0, "cpu_cores": 0.25}
+    assert f"limits: {METHOD}" in deployment.cli("status", "--resources", check=True).stdout
+    deployment.cli("down", "--timeout", "5", check=True)
+    for parent in detect().parents:
+        assert not os.path.exists(os.path.join(parent, "limits-cli"))
