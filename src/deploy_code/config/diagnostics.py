@@ -153,7 +153,9 @@ def _diagnostic(source: SourceMap, path: DataPath, errs: list[Any]) -> Diagnosti
         message = f"{dotted(path[:-1])}: unknown key {key!r}"
         model = _model_at(path[:-1])
         if model is not None:
-            close = difflib.get_close_matches(str(key), list(model.model_fields), n=1)
+            # difflib indexes every character of the word: a 2 MB key would cost ~70 MB and 0.3 s.
+            word = str(key)
+            close = difflib.get_close_matches(word, list(model.model_fields), n=1) if len(word) <= 100 else []
             hint = f"did you mean {close[0]!r}?" if close else "allowed: " + ", ".join(model.model_fields)
     elif etype == "string_pattern_mismatch" and first["loc"][-1:] == ("[key]",):
         pattern = str(first.get("ctx", {}).get("pattern", ""))

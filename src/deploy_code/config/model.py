@@ -47,6 +47,12 @@ __all__ = [
 
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 PORT_NAME_RE = r"^[A-Za-z][A-Za-z0-9_]{0,31}$"
+# Resource figures: far above any machine, low enough that the ledger's integer units and every float
+# conversion stay finite (cpu_cores: 1e308 or gpu_count: 10**400 crashed `validate` in placement).
+MAX_CPU_CORES = 1_000_000.0
+MAX_MEMORY_MB = float(2**40)  # 1 EiB
+MAX_STORAGE_GB = float(2**30)  # 1 EiB
+MAX_GPU_COUNT = 1_000_000
 
 
 def _duration(value: object) -> float:
@@ -238,10 +244,10 @@ class TimeoutsSpec(_Strict):
 class ResourcesSpec(_Strict):
     """What one replica books: fractional cores, MiB of memory, GiB of storage, whole GPUs."""
 
-    cpu_cores: float = Field(default=0.0, ge=0.0)
-    memory_mb: float = Field(default=0.0, ge=0.0)
-    storage_gb: float = Field(default=0.0, ge=0.0)
-    gpu_count: int = Field(default=0, ge=0)
+    cpu_cores: float = Field(default=0.0, ge=0.0, le=MAX_CPU_CORES)
+    memory_mb: float = Field(default=0.0, ge=0.0, le=MAX_MEMORY_MB)
+    storage_gb: float = Field(default=0.0, ge=0.0, le=MAX_STORAGE_GB)
+    gpu_count: int = Field(default=0, ge=0, le=MAX_GPU_COUNT)
 
     def to_resources(self) -> Resources:
         """The unit-layer value."""
@@ -251,10 +257,10 @@ class ResourcesSpec(_Strict):
 class CapacitySpec(_Strict):
     """Figures that replace what the machine reports (each optional: unset ones are discovered)."""
 
-    cpu_cores: float | None = Field(default=None, ge=0.0)
-    memory_mb: float | None = Field(default=None, ge=0.0)
-    storage_gb: float | None = Field(default=None, ge=0.0)
-    gpu_count: int | None = Field(default=None, ge=0)
+    cpu_cores: float | None = Field(default=None, ge=0.0, le=MAX_CPU_CORES)
+    memory_mb: float | None = Field(default=None, ge=0.0, le=MAX_MEMORY_MB)
+    storage_gb: float | None = Field(default=None, ge=0.0, le=MAX_STORAGE_GB)
+    gpu_count: int | None = Field(default=None, ge=0, le=MAX_GPU_COUNT)
 
     def overrides(self) -> dict[str, float]:
         """The figures given, by resource name."""
@@ -267,10 +273,10 @@ class PoolSpec(_Strict):
     A figure left out is not limited by this pool (only by its parent).
     """
 
-    cpu_cores: float | None = Field(default=None, ge=0.0)
-    memory_mb: float | None = Field(default=None, ge=0.0)
-    storage_gb: float | None = Field(default=None, ge=0.0)
-    gpu_count: int | None = Field(default=None, ge=0)
+    cpu_cores: float | None = Field(default=None, ge=0.0, le=MAX_CPU_CORES)
+    memory_mb: float | None = Field(default=None, ge=0.0, le=MAX_MEMORY_MB)
+    storage_gb: float | None = Field(default=None, ge=0.0, le=MAX_STORAGE_GB)
+    gpu_count: int | None = Field(default=None, ge=0, le=MAX_GPU_COUNT)
     parent: str | None = None  # another pool; None: the node itself
 
     def quotas(self) -> dict[str, float]:

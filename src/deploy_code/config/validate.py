@@ -33,6 +33,8 @@ def inside_dir(base_dir: Path, relative: str) -> bool:
 
 
 def _did_you_mean(word: str, choices: list[str]) -> str | None:
+    if len(word) > 100:  # no name is this long; difflib would index every character of it
+        return None
     close = difflib.get_close_matches(word, choices, n=1)
     return f"did you mean {close[0]!r}?" if close else None
 
