@@ -9,6 +9,10 @@ L4 only: bytes are copied both ways (:mod:`.splice`), so any protocol works. Lif
    start of this step. With no ready backend it waits for one to join, up to the same deadline, and
    is then closed (``no_backend``). While no backend is ready the port reports ``available: False``.
 3. **Splice** until both sides have closed, shaped by the port's bandwidth limit when one is set.
+4. **Replay.** When the backend ends (EOF, reset) before sending a byte back, the client is kept: the
+   failed backend is marked suspect, another one is connected as in step 2 (a fresh ``connect_timeout``
+   from the failure), and the bytes the client had sent (at most ``replay_buffer``, with its EOF) are
+   sent again (``replays``). At most ``max_replays`` times per connection; off with ``replay=False``.
 
 Membership is driven by the owner (the orchestrator), from readiness events: :meth:`FrontPort.add_backend`
 when a replica becomes ready, :meth:`FrontPort.remove_backend` the moment it stops being ready, and
@@ -49,6 +53,9 @@ _RETRY_PAUSE = 0.01
 # A backend whose connect failed is passed over this long (while others are ready): a replica that
 # died is usually removed by its exit event well before, and one that is back answers the next try.
 SUSPECT_S = 1.0
+# Replay on empty upstream: bytes kept per connection until the backend's first byte, and replays.
+DEFAULT_REPLAY_BUFFER = 64 * 1024
+DEFAULT_MAX_REPLAYS = 3
 
 
 class _Closing(Exception):
@@ -69,6 +76,13 @@ class ProxySettings:
         max_connections: concurrent connections served; None for no cap (file descriptors bound it).
         queue_timeout: how long a connection over ``max_connections`` waits for a slot.
         max_queue: how many connections may wait at once (for a slot or for a ready backend).
+        replay: when a backend ends a connection before sending any byte back, send what the client
+            sent to another backend instead of closing the client. Safe for protocols where a
+            request without an answer may be sent again (HTTP/1 idempotent requests, most RPC); it
+            can run twice a non-idempotent request that the dead backend processed without answering.
+        replay_buffer: most bytes kept per connection for a replay; a connection that sends more
+            before the first byte back is not replayed.
+        max_replays: most replays of one connection.
     """
 
     balance: Balance | str = Balance.ROUND_ROBIN
@@ -78,6 +92,9 @@ class ProxySettings:
     max_connections: int | None = None
     queue_timeout: float = 1.0
     max_queue: int = DEFAULT_MAX_QUEUE
+    replay: bool = True
+    replay_buffer: int = DEFAULT_REPLAY_BUFFER
+    max_replays: int = DEFAULT_MAX_REPLAYS
 
     def __post_init__(self) -> None:
         Balance(self.balance)  # raises ValueError for an unknown policy
@@ -89,6 +106,8 @@ class ProxySettings:
             raise ValueError("max_connections must be >= 1")
         if self.max_queue < 0:
             raise ValueError("max_queue must be >= 0")
+        if self.replay_buffer < 0 or self.max_replays < 0:
+            raise ValueError("replay_buffer and max_replays must be >= 0")
 
 
 class FrontPort:
@@ -146,6 +165,9 @@ class FrontPort:
         self._tg: asyncio.TaskGroup | None = None
         self._runner: asyncio.Task[None] | None = None
         self._stop: asyncio.Future[None] | None = None
+        replay = self.settings.replay
+        self._replay_limit = self.settings.replay_buffer if replay else 0
+        self._max_replays = self.settings.max_replays if replay else 0
 
     # -- life cycle -----------------------------------------------------------------------------------
 
@@ -325,7 +347,14 @@ class FrontPort:
     # -- connections ----------------------------------------------------------------------------------
 
     def _new_splice(self) -> asyncio.Protocol:
-        return Splice(self._stats, self._clock, self._accepted, self._buckets).client
+        return Splice(
+            self._stats,
+            self._clock,
+            self._accepted,
+            self._buckets,
+            replay_limit=self._replay_limit,
+            max_replays=self._max_replays,
+        ).client
 
     def _accepted(self, splice: Splice) -> None:
         tg = self._tg
@@ -411,13 +440,17 @@ class FrontPort:
                 return
         self._slots_used -= 1
 
-    async def _connect(self, splice: Splice) -> bool:
-        """Reach a ready backend within ``connect_timeout``; False when none could be reached."""
+    async def _connect(self, splice: Splice, failed: Backend | None = None) -> bool:
+        """Reach a ready backend within ``connect_timeout``; False when none could be reached.
+
+        For a replay, ``failed`` is the backend that ended without answering: it is tried last, and
+        the budget runs from the failure.
+        """
         clock = self._clock
         loop = asyncio.get_running_loop()
-        start = clock.now()
+        start = clock.now() if failed is None else splice.failed_at
         deadline = start + self.settings.connect_timeout
-        tried: set[Backend] = set()
+        tried: set[Backend] = set() if failed is None else {failed}
         while not splice.client.lost:
             backend = self._balancer.pick(tried, clock.now())
             if backend is None:
@@ -451,7 +484,10 @@ class FrontPort:
             if not splice.join(upstream, backend):
                 self._detach(splice, backend)
                 return False
-            self._stats.upstream_connect.observe(clock.now() - start)
+            if failed is None:
+                self._stats.upstream_connect.observe(clock.now() - start)
+            else:
+                self._stats.replays += 1
             return True
         if not splice.client.lost:
             self._stats.no_backend += 1
@@ -476,16 +512,31 @@ class FrontPort:
         return self._clock.now() < deadline and not splice.client.lost
 
     async def _pump(self, splice: Splice) -> None:
-        """Wait for the connection to end, writing held chunks on time when the port is shaped."""
-        if self._buckets is None:
-            await splice.finished
-            return
+        """Wait for the connection to end, writing held chunks on time when the port is shaped.
+
+        When the backend side is detached (it ended without answering), connect another backend and
+        let the splice replay to it.
+        """
         loop = asyncio.get_running_loop()
-        while not splice.finished.done():
-            splice.wake = loop.create_future()
-            at = splice.next_release()
-            await self._wait_any(math.inf if at is None else at, splice.wake, splice.finished)
-            splice.release_due(self._clock.now())
+        while True:
+            if self._buckets is None:
+                await splice.detached
+            else:
+                while not splice.detached.done():
+                    splice.wake = loop.create_future()
+                    at = splice.next_release()
+                    await self._wait_any(math.inf if at is None else at, splice.wake, splice.detached)
+                    splice.release_due(self._clock.now())
+            if splice.finished.done():
+                return
+            failed = splice.backend
+            if failed is not None:
+                splice.backend = None
+                self._detach(splice, failed)
+                self._balancer.suspect(failed, self._clock.now() + SUSPECT_S)
+            if not await self._connect(splice, failed):
+                splice.abort()
+                return
 
     def _attach(self, splice: Splice, backend: Backend) -> None:
         # From the connect attempt on, so least-conn sees connects in flight and a drain waits for them.

@@ -15,9 +15,16 @@ in the tens of microseconds. The rules the pair follows:
 * **Shaping.** With a :class:`~deploy_code.network.bucket.TokenBucket` per direction, a chunk that
   the bucket cannot pay for yet is *held*: the side stops reading and the owner task writes the
   chunk at the bucket's time (:meth:`Splice.release_due`). At most one chunk per direction is held.
+* **Replay on empty upstream.** Until the backend's first byte, the bytes written to it are kept
+  (references to the chunks, at most ``replay_limit`` bytes; past that, replay is off for the
+  connection). If the backend side ends (EOF, reset) before sending a byte, the client side is not
+  closed: it stops reading, the backend side is *detached* (:attr:`Splice.detached`), and the owner
+  connects another backend and calls :meth:`Splice.join` again, which re-sends the kept bytes, and
+  the client's EOF if it had sent one. The first backend byte drops what was kept.
 
-The owner task (``FrontPort``'s handler for this connection) waits on :attr:`Splice.finished`, and
-on :attr:`Splice.wake` when shaping, so every timer lives in a task that someone owns.
+The owner task (``FrontPort``'s handler for this connection) waits on :attr:`Splice.detached` (done
+at a detach or when the connection has ended), and on :attr:`Splice.wake` when shaping, so every timer
+and every reconnect lives in a task that someone owns.
 """
 
 from __future__ import annotations
@@ -116,6 +123,8 @@ class Side(asyncio.Protocol):
                 splice.first_sent_at = splice.clock.now()
         else:
             stats.bytes_out += n
+            if not splice.answered:
+                splice.heard()
             if splice.first_sent_at is not None and not splice.first_byte_seen:
                 splice.first_byte_seen = True
                 stats.upstream_first_byte.observe(splice.clock.now() - splice.first_sent_at)
@@ -128,12 +137,18 @@ class Side(asyncio.Protocol):
                 self._pause(_SHAPE)
                 splice.poke()
                 return
+        if self.client and splice.kept is not None:
+            splice.keep(data)
         peer.transport.write(data)
 
     def eof_received(self) -> bool:
         self.eof = True
         if self.peer is None:
-            return True  # before the join (uvloop): passed on by Splice.join
+            # Before the join (uvloop), or the client side while its backend is replaced: passed on
+            # by Splice.join.
+            return True
+        if not self.client and self.splice.replayable(self):
+            return False  # the backend closed without answering: let it close, on_lost replays
         if self.held is not None:
             return True  # EOF is passed on after the held chunk (release_due)
         return self.splice.pass_eof(self)
@@ -164,14 +179,21 @@ class Side(asyncio.Protocol):
     def joined(self) -> None:
         """After the join: read again, and pass on an EOF that came before it."""
         self._resume(_EARLY)
-        if self.eof and self.held is None and not self.lost and not self.splice.pass_eof(self):
-            self.close()
+        if self.eof and self.held is None and not self.lost:
+            if not self.client and self.splice.replayable(self):
+                self.close()  # the backend ended before the join without a byte: on_lost replays
+            elif not self.splice.pass_eof(self):
+                self.close()
 
     def release(self) -> None:
         """Write the held chunk to the peer and read again (the bucket has paid for it)."""
-        data, self.held = self.held, None
         peer = self.peer
-        if data is not None and peer is not None and peer.transport is not None and not peer.lost:
+        if peer is None:
+            return  # the client side while its backend is replaced: released after the join
+        data, self.held = self.held, None
+        if data is not None and peer.transport is not None and not peer.lost:
+            if self.client and self.splice.kept is not None:
+                self.splice.keep(data)
             peer.transport.write(data)
         self._resume(_SHAPE)
         if self.eof and not self.lost and not self.splice.pass_eof(self) and self.transport is not None:
@@ -196,17 +218,29 @@ class Splice:
         clock: for shaping deadlines and latency.
         on_client: called once with the client :class:`Side` when the connection is accepted.
         buckets: ``(client -> backend, backend -> client)`` buckets, or None when unshaped.
+        replay_limit: most bytes kept for a replay (0: never replay).
+        max_replays: most replays of this connection.
     """
 
     __slots__ = (
+        "answered",
         "backend",
         "buckets",
         "client",
         "clock",
+        "closing",
+        "detached",
+        "failed_at",
         "finished",
         "first_byte_seen",
         "first_sent_at",
+        "kept",
+        "kept_size",
+        "loop",
+        "max_replays",
         "on_accept",
+        "replay_limit",
+        "replays",
         "stats",
         "upstream",
         "wake",
@@ -218,6 +252,9 @@ class Splice:
         clock: Clock,
         on_client: Callable[[Splice], None],
         buckets: tuple[TokenBucket, TokenBucket] | None,
+        *,
+        replay_limit: int = 0,
+        max_replays: int = 0,
     ) -> None:
         self.stats = stats
         self.clock = clock
@@ -226,13 +263,25 @@ class Splice:
         self.client = Side(self, client=True, bucket=None if buckets is None else buckets[0])
         self.upstream: Side | None = None
         self.backend: Backend | None = None
-        loop = asyncio.get_running_loop()
+        self.loop = loop = asyncio.get_running_loop()
         # Done when the client side is lost and, if one was connected, the backend side too.
         self.finished: asyncio.Future[None] = loop.create_future()
+        # Done when the joined backend side is detached for a replay, or when `finished` is.
+        self.detached: asyncio.Future[None] = loop.create_future()
         # Set when a side starts holding a chunk, so the owner re-computes its next deadline.
         self.wake: asyncio.Future[None] | None = None
         self.first_sent_at: float | None = None
         self.first_byte_seen = False
+        # Replay state: the chunks written to the backend before its first byte (None: replay is off),
+        # their size, whether a backend byte came, how many replays were started, when the last failed.
+        self.replay_limit = replay_limit
+        self.max_replays = max_replays
+        self.kept: list[bytes] | None = [] if replay_limit > 0 and max_replays > 0 else None
+        self.kept_size = 0
+        self.answered = False
+        self.replays = 0
+        self.failed_at = 0.0
+        self.closing = False  # the proxy is dropping the connection: never replay
 
     def on_client(self, side: Side) -> None:
         """The client side was accepted: hand the splice to its owner."""
@@ -244,14 +293,22 @@ class Splice:
         return Side(self, client=False, bucket=bucket)
 
     def join(self, upstream: Side, backend: Backend) -> bool:
-        """Pair ``upstream`` (connected) with the client and let bytes flow; False if the client left."""
-        if self.client.lost:
+        """Pair ``upstream`` (connected) with the client and let bytes flow; False if the client left.
+
+        After a detach (a replay), the kept bytes go to ``upstream`` first, then what the client sent
+        meanwhile, then its EOF if it had sent one.
+        """
+        if self.client.lost or self.closing:
             upstream.abort()
             return False
         self.upstream = upstream
         self.backend = backend
         upstream.peer = self.client
         self.client.peer = upstream
+        if self.detached.done():
+            self.detached = self.loop.create_future()
+        if self.kept and upstream.transport is not None:
+            upstream.transport.write(b"".join(self.kept))
         for side in (upstream, self.client):
             early, side.early = side.early, []
             for chunk in early:
@@ -259,7 +316,41 @@ class Splice:
         self.client.start_reading()
         for side in (upstream, self.client):
             side.joined()
+        if upstream.lost:  # lost before the join, after sending something: pass the end on
+            self.on_lost(upstream, None)
         return True
+
+    def keep(self, data: bytes) -> None:
+        """``data`` was written to the backend: keep it for a replay, or turn replay off past the limit."""
+        kept = self.kept
+        if kept is None:
+            return
+        size = self.kept_size + len(data)
+        if size > self.replay_limit:
+            self.kept = None  # too big to keep: replay is off for this connection
+            self.kept_size = 0
+            return
+        self.kept_size = size
+        kept.append(data)
+
+    def heard(self) -> None:
+        """The backend sent its first byte: it answered, nothing will be replayed."""
+        self.answered = True
+        self.kept = None
+        self.kept_size = 0
+
+    def replayable(self, side: Side) -> bool:
+        """Whether the end of backend side ``side`` is to be replayed instead of passed on."""
+        return (
+            side is self.upstream
+            and self.kept is not None
+            and not self.answered
+            and self.replays < self.max_replays
+            and not self.closing
+            and not self.client.lost
+            and self.client.transport is not None
+            and (self.kept_size > 0 or not self.client.eof)  # a client that sent nothing and left
+        )
 
     # -- callbacks from the sides ---------------------------------------------------------------------
 
@@ -268,6 +359,8 @@ class Splice:
         peer = side.peer
         if peer is None or peer.transport is None or peer.lost:
             return False  # nothing to pass it to: let the transport close
+        if side.client and peer.eof and self.replayable(peer):
+            return True  # its backend ended without answering and is closing: the replay passes it on
         if peer.eof:
             peer.transport.close()
             return False
@@ -278,7 +371,23 @@ class Splice:
         return False
 
     def on_lost(self, side: Side, exc: Exception | None) -> None:
-        """``side`` closed: close or abort the other, and finish when both are gone."""
+        """``side`` closed: close or abort the other, and finish when both are gone.
+
+        The backend side ending before it sent a byte, while a replay is allowed, detaches it instead:
+        the client side stops reading and stays open, and the owner connects another backend.
+        """
+        if self.replayable(side):
+            client = self.client
+            side.peer = None
+            client.peer = None
+            client._pause(_WAIT)
+            client._resume(_FLOW)  # the dead side's full buffer paused the client; the next one decides
+            self.replays += 1
+            self.failed_at = self.clock.now()
+            self.poke()
+            if not self.detached.done():
+                self.detached.set_result(None)
+            return
         peer = side.peer
         if peer is not None and not peer.lost and peer.transport is not None:
             if exc is None:
@@ -288,6 +397,8 @@ class Splice:
         self.poke()
         if self.client.lost and (self.upstream is None or self.upstream.lost) and not self.finished.done():
             self.finished.set_result(None)
+            if not self.detached.done():
+                self.detached.set_result(None)
 
     def poke(self) -> None:
         """Wake the owner if it waits on :attr:`wake`."""
@@ -310,6 +421,7 @@ class Splice:
 
     def abort(self) -> None:
         """Drop both sockets now."""
+        self.closing = True
         self.client.abort()
         if self.upstream is not None:
             self.upstream.abort()

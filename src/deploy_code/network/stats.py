@@ -84,6 +84,7 @@ class PortStats:
     no_backend: int = 0  # closed unserved: no backend could be reached within the connect timeout
     closed_at_drain: int = 0  # still open when a drain's deadline passed, so closed by the proxy
     errors: int = 0  # unexpected errors in a connection's handler (each one closed that connection)
+    replays: int = 0  # bytes sent again to another backend after one ended without answering
     upstream_connect: Histogram = field(default_factory=Histogram)
     upstream_first_byte: Histogram = field(default_factory=Histogram)
 
@@ -100,6 +101,7 @@ class PortStats:
             "no_backend": self.no_backend,
             "closed_at_drain": self.closed_at_drain,
             "errors": self.errors,
+            "replays": self.replays,
             "upstream_connect_seconds": self.upstream_connect.to_dict(),
             "upstream_first_byte_seconds": self.upstream_first_byte.to_dict(),
         }

@@ -12,16 +12,19 @@ from dataclasses import dataclass, field
 HOST = "127.0.0.1"
 
 # A tiny HTTP/1.1 server for child processes: answers every request with its own port in the body
-# (so the client sees which replica served it), honours keep-alive and Connection: close, prints
-# its port on stdout when it listens.
+# (so the client sees which replica served it), after an optional delay in seconds (argv[1]), honours
+# keep-alive and Connection: close, prints its port on stdout when it listens.
 CHILD_HTTP = r"""
 import asyncio, sys
+DELAY = float(sys.argv[1]) if len(sys.argv) > 1 else 0.0
 async def handle(reader, writer):
     port = writer.get_extra_info("sockname")[1]
     body = str(port).encode()
     try:
         while True:
             head = await reader.readuntil(b"\r\n\r\n")
+            if DELAY:
+                await asyncio.sleep(DELAY)
             close = b"connection: close" in head.lower()
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n%s\r\n%s" % (
                 len(body), b"Connection: close\r\n" if close else b"", body))
@@ -40,11 +43,11 @@ asyncio.run(main())
 
 
 class ChildHttp:
-    """One ``CHILD_HTTP`` process; :attr:`port` is where it listens."""
+    """One ``CHILD_HTTP`` process; :attr:`port` is where it listens; ``delay``: seconds before each answer."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay: float = 0.0) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", CHILD_HTTP], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL
+            [sys.executable, "-c", CHILD_HTTP, str(delay)], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL
         )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
@@ -96,6 +99,10 @@ class Backend:
     * ``slow_http``: answers one HTTP request after ``delay`` seconds with ``body``.
     * ``sink``: counts bytes read until EOF, then answers with the count.
     * ``source``: sends ``size`` bytes, then closes.
+    * ``mute``: reads a request (up to its blank line), then closes without answering: a replica
+      that dies mid-request.
+    * ``mute_eof``: reads until EOF, then closes without answering.
+    * ``mute_reset``: like ``mute``, but resets the connection (RST) instead of closing it.
     """
 
     mode: str = "echo"
@@ -144,6 +151,13 @@ class Backend:
                 while chunk := await reader.read(262144):
                     total += len(chunk)
                 writer.write(str(total).encode())
+            elif self.mode in ("mute", "mute_reset"):
+                await reader.readuntil(b"\r\n\r\n")
+                if self.mode == "mute_reset":
+                    writer.transport.abort()
+            elif self.mode == "mute_eof":
+                while await reader.read(262144):
+                    pass
             elif self.mode == "source":
                 block = b"x" * 65536
                 left = self.size

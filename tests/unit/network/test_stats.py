@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
-from deploy_code.network import LATENCY_BOUNDS, Histogram, PortStats
+import pytest
+
+from deploy_code.network import LATENCY_BOUNDS, Histogram, PortStats, ProxySettings
 
 
 def test_histogram_stays_fixed_size_and_is_cumulative() -> None:
@@ -28,4 +30,12 @@ def test_port_stats_are_json_ready() -> None:
     s = PortStats()
     s.upstream_connect.observe(0.0002)
     text = json.dumps(s.to_dict())
-    assert '"upstream_connect_seconds"' in text and '"refused": 0' in text
+    assert '"upstream_connect_seconds"' in text and '"refused": 0' in text and '"replays": 0' in text
+
+
+def test_replay_settings_are_checked() -> None:
+    assert ProxySettings().replay is True
+    with pytest.raises(ValueError):
+        ProxySettings(replay_buffer=-1)
+    with pytest.raises(ValueError):
+        ProxySettings(max_replays=-1)
