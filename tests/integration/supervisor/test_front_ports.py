@@ -80,8 +80,14 @@ services:
         front = orch.fronts["web"]["http"].port
         replica_ports = {r.ports["http"] for r in orch.services["web"].replicas.values()}
         assert front not in replica_ports
+
         # The dependant was given the front port, not a replica's.
-        assert f"web at {front}" in "".join(await orch.logs("client", 5))
+        async def client_said() -> str:
+            return "".join(await orch.logs("client", 5))
+
+        async with asyncio.timeout(5):  # the client's first line reaches its log file a moment after ready
+            while f"web at {front}" not in await client_said():  # noqa: ASYNC110 - a file, polled
+                await asyncio.sleep(0.05)
         seen = {await _get(front) for _ in range(9)}
         assert seen == {"0", "1", "2"}  # round robin over the three ready replicas
         status = orch.status()["fronts"]["web"]["http"]  # type: ignore[index]
