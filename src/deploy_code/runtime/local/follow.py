@@ -27,6 +27,9 @@ LineCallback = Callable[[str], None]
 _POLL_INTERVAL_S = 0.25  # fallback only: how often polled paths are stat'ed
 _READ_CHUNK = 65536  # bytes per read()
 _MAX_READ_PER_DRAIN = 2**20  # one drain reads at most this much, then yields to the loop and continues
+# After a failed rotation (disk full), the next try waits this long: each try copies up to the whole file,
+# and a writer on a nearly full disk would otherwise trigger one copy per line it manages to write.
+_ROTATE_RETRY_S = 5.0
 
 
 @dataclass(slots=True)
@@ -39,6 +42,7 @@ class _Watch:
     # Partial-line buffer: below max_line_bytes between drains (longer lines are split), so bounded.
     buf: bytearray = field(default_factory=bytearray)
     wd: int | None = None  # inotify directory watch; None when this path is polled
+    rotate_failed_at: float | None = None  # loop time of the last failed rotation; None once one works
 
 
 class LogFollower:
@@ -192,11 +196,20 @@ class LogFollower:
 
     def _rotate(self, w: _Watch) -> bool:
         assert w.rotate is not None
-        try:
-            return w.rotate()
-        except OSError:
-            log.exception("rotating %s failed", w.path)
+        now = self._loop.time() if self._loop is not None else 0.0
+        if w.rotate_failed_at is not None and now - w.rotate_failed_at < _ROTATE_RETRY_S:
             return False
+        try:
+            rotated = w.rotate()
+        except OSError as exc:
+            if w.rotate_failed_at is None:  # once per failing streak, not once per try
+                log.warning("rotating %s failed (%s); retrying every %gs", w.path, exc, _ROTATE_RETRY_S)
+            w.rotate_failed_at = now
+            return False
+        if w.rotate_failed_at is not None:
+            log.warning("rotating %s works again", w.path)
+            w.rotate_failed_at = None
+        return rotated
 
     def _salvage_rotated(self, w: _Watch) -> None:
         """The file shrank: if ``path.1`` is the copy just made, deliver its part we had not read."""

@@ -9,6 +9,7 @@ lands at offset 0. Bytes written between the copy and the truncate are lost; the
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 
@@ -46,6 +47,9 @@ class LogFile:
 
         Returns:
             True when it rotated.
+
+        Raises:
+            OSError: the copy or the truncation failed (e.g. the disk is full); a partial copy is removed.
         """
         try:
             size = os.stat(self.path).st_size
@@ -59,8 +63,14 @@ class LogFile:
                 if os.path.exists(src):
                     os.replace(src, self.backup_path(k + 1))
             tmp = self.backup_path(1) + ".tmp"
-            shutil.copyfile(self.path, tmp)  # streams in chunks: bounded memory
-            os.chmod(tmp, 0o600)
+            try:
+                _copy_private(self.path, tmp)
+            except OSError:
+                # Disk full (ENOSPC, EFBIG, EDQUOT) or the like: the partial copy would only hold the space
+                # that is lacking. The file is left as it is; the caller may retry later.
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
             os.replace(tmp, self.backup_path(1))
         os.truncate(self.path, 0)
         return True
@@ -83,6 +93,15 @@ class LogFile:
         if len(lines) < n and self.backups > 0:
             lines = _tail_file(self.backup_path(1), n - len(lines)) + lines
         return lines
+
+
+def _copy_private(src: str, dst: str) -> None:
+    """Copy ``src`` to ``dst`` in chunks (bounded memory); ``dst`` is 0600 from its creation (logs may hold
+    secrets the service prints)."""
+    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    with open(fd, "wb") as out, open(src, "rb") as inp:
+        os.fchmod(fd, 0o600)  # a leftover dst keeps its old mode through O_TRUNC
+        shutil.copyfileobj(inp, out)
 
 
 def _tail_file(path: str, n: int) -> list[str]:
