@@ -39,7 +39,7 @@ class Scale:
 
 
 SHORT = Scale(
-    replica_kills=8,
+    replica_kills=12,
     kill_gap_s=(0.3, 0.7),
     orchestrator_kills=1,
     rollout_kills=1,

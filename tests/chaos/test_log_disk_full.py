@@ -1,10 +1,11 @@
 """The log file system fills up while services write: they keep running, the orchestrator keeps working
 (status, probes, down), says so, and rotation resumes once there is room again.
 
-Where the test may mount (root, and a kernel that lets it), the state directory's ``logs`` is a 1 MiB
-tmpfs that a ballast file fills: writes fail with ENOSPC, as on a real full disk. Elsewhere the
-orchestrator runs under a file-size limit (``RLIMIT_FSIZE``, inherited by its replicas): writes past it
-fail with EFBIG (Python ignores SIGXFSZ), which the orchestrator cannot tell from a quiet service.
+Two ways, each a case: where the test may mount (root, and a kernel that lets it), the state
+directory's ``logs`` is a 1 MiB tmpfs that a ballast file fills, so writes fail with ENOSPC as on a
+real full disk; everywhere, the orchestrator runs under a file-size limit (``RLIMIT_FSIZE``, inherited
+by its replicas), so writes past it fail with EFBIG (Python ignores SIGXFSZ), which the orchestrator
+cannot tell from a quiet service.
 """
 
 from __future__ import annotations
@@ -86,19 +87,22 @@ def _mount_tmpfs(where: Path) -> bool:
     return res.returncode == 0
 
 
-@pytest.fixture
-def logs_fs(chaos: Deployment) -> Iterator[str]:
-    """``tmpfs`` when the state directory's ``logs`` could be mounted as a small tmpfs, else ``rlimit``."""
+@pytest.fixture(params=["tmpfs", "rlimit"])
+def logs_fs(request: pytest.FixtureRequest, chaos: Deployment) -> Iterator[str]:
+    """How the log disk fills: ``tmpfs`` (skipped where mounting is refused) or ``rlimit`` (always)."""
     logs = chaos.state_dir / "logs"
     chaos.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    mounted = os.environ.get("DEPLOY_CODE_CHAOS_DISK") != "rlimit" and _mount_tmpfs(logs)
+    if request.param == "rlimit":
+        yield "rlimit"
+        return
+    if not _mount_tmpfs(logs):
+        pytest.skip("cannot mount a tmpfs here (not root, or no CAP_SYS_ADMIN): the rlimit case runs instead")
     try:
-        yield "tmpfs" if mounted else "rlimit"
+        yield "tmpfs"
     finally:
-        if mounted:
-            chaos.cleanup()  # nothing may hold a file there any more
-            if subprocess.run(["umount", str(logs)], check=False).returncode != 0:
-                subprocess.run(["umount", "-l", str(logs)], check=False)
+        chaos.cleanup()  # nothing may hold a file there any more
+        if subprocess.run(["umount", str(logs)], check=False).returncode != 0:
+            subprocess.run(["umount", "-l", str(logs)], check=False)
 
 
 def _cpu_s(pid: int) -> float:
