@@ -96,6 +96,9 @@ _TITLES: dict[ErrorCode, str] = {
 }
 
 
+MAX_TEXT = 1_000  # characters of a diagnostic's message or hint; longer ones are cut
+
+
 @dataclass(frozen=True, slots=True)
 class Location:
     """A place in a file. ``line`` and ``column`` are 1-based; either may be unknown."""
@@ -121,6 +124,13 @@ class Diagnostic:
     message: str
     location: Location | None = None
     hint: str | None = None
+
+    def __post_init__(self) -> None:
+        # Bounded whatever the input: a message quoting a 20 MB name must not become a 20 MB reply.
+        if len(self.message) > MAX_TEXT:
+            object.__setattr__(self, "message", self.message[: MAX_TEXT - 1] + "…")
+        if self.hint is not None and len(self.hint) > MAX_TEXT:
+            object.__setattr__(self, "hint", self.hint[: MAX_TEXT - 1] + "…")
 
     def to_dict(self) -> dict[str, object]:
         """Plain-data form for JSON output."""
@@ -164,6 +174,10 @@ class DeployCodeError(Exception):
         hint: str | None = None,
         diagnostics: Iterable[Diagnostic] = (),
     ) -> None:
+        if len(message) > MAX_TEXT:
+            message = message[: MAX_TEXT - 1] + "…"
+        if hint is not None and len(hint) > MAX_TEXT:
+            hint = hint[: MAX_TEXT - 1] + "…"
         super().__init__(message)
         self.code: ErrorCode = code if code is not None else self.default_code
         self.message = message

@@ -39,6 +39,7 @@ from deploy_code import __version__
 from deploy_code.api.auth import require
 from deploy_code.api.dashboard import add_dashboard
 from deploy_code.api.events import NDJSON, follow_events
+from deploy_code.api.limits import BodyLimit
 from deploy_code.api.problems import PROBLEM, Problem, install_problem_handlers
 from deploy_code.api.tokens import TokenSet
 from deploy_code.errors import DeployCodeError, ErrorCode
@@ -278,6 +279,7 @@ def create_app(
     )
     app.state.tokens = tokens
     install_problem_handlers(app)
+    app.add_middleware(BodyLimit)  # bodies over 1 MiB are refused before they are read
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=[viewer])
     async def openapi() -> JSONResponse:
