@@ -26,15 +26,16 @@ class _TooLarge(Exception):
 
 
 def _problem(limit: int) -> bytes:
+    detail, hint = f"the request body is over the {limit:,}-byte limit", "send a smaller body"
     return json.dumps(
         {
             "type": "about:blank",
             "status": 413,
             "code": "E002",
             "title": "request too large",
-            "detail": f"the request body is over the {limit:,}-byte limit",
-            "hint": "send a smaller body",
-            "errors": [],
+            "detail": detail,
+            "hint": hint,
+            "errors": [{"code": "E002", "message": detail, "location": None, "hint": hint}],
         }
     ).encode()
 
