@@ -16,7 +16,7 @@ services:
     replicas: 2
     health: {min_uptime: 0}
   job:
-    command: [sh, -c, "exit 0"]
+    command: [sh, -c, "echo done; exit 0"]
     restart: {policy: "no"}
 """
 
@@ -44,6 +44,11 @@ def test_health_top_and_scale(deployment: Deployment) -> None:
     assert text.returncode == 0 and "healthy" in text.stdout
     as_yaml = yaml.safe_load(deployment.cli("health", "--format", "yaml", check=True).stdout)
     assert as_yaml["healthy"] is True
+
+    valid = _json(deployment, "validate")
+    assert valid["valid"] is True and valid["services"] == 2 and valid["errors"] == []
+    out = deployment.cli("logs", "job", "--format", "json", check=True).stdout
+    assert [json.loads(line) for line in out.splitlines()] == [{"replica": "job.0", "line": "done"}]
 
     top = _json(deployment, "top")
     rows = {r["id"]: r for r in top["replicas"]}

@@ -103,7 +103,7 @@ def _emit(data: Any, fmt: str) -> None:
 
 
 @app.command()
-def validate(file: FileOpt = DEFAULT_FILE) -> None:
+def validate(file: FileOpt = DEFAULT_FILE, fmt: FormatOpt = "text") -> None:
     """Check the file: syntax, keys, types, dependencies, ports, probes, resources. Reports every error."""
 
     def run() -> None:
@@ -117,9 +117,20 @@ def validate(file: FileOpt = DEFAULT_FILE) -> None:
             raise DeployCodeError.from_diagnostics(diags)
         spec = project.spec
         replicas = sum(s.replicas for s in spec.services.values())
+        if fmt != "text":
+            doc = {"file": str(project.path), "valid": True, "services": len(spec.services)}
+            _emit({**doc, "replicas": replicas, "errors": []}, fmt)
+            return
         sys.stdout.write(f"{project.path}: valid ({len(spec.services)} services, {replicas} replicas)\n")
 
-    _guard(run)
+    if fmt == "text":
+        _guard(run)
+        return
+    try:
+        run()
+    except DeployCodeError as exc:  # machine-readable: every diagnostic on stdout, the exit status as text
+        _emit({"file": str(file), "valid": False, "errors": [d.to_dict() for d in exc.diagnostics]}, fmt)
+        raise _fail(exc) from None
 
 
 @app.command()
@@ -295,6 +306,16 @@ def _up_detached(file: Path, selected: list[str], listen: str | None = None) -> 
         raise typer.Exit(1)
 
 
+def _log_line(line: str, fmt: str) -> str:
+    """``api.0 | text`` as text, or ``{"replica": "api.0", "line": "text"}`` as json."""
+    if fmt == "text":
+        return line
+    if fmt != "json":
+        raise typer.BadParameter(f"unknown format {fmt!r} for logs (text, json)")
+    replica, sep, rest = line.partition(" | ")
+    return json.dumps({"replica": replica, "line": rest} if sep else {"replica": None, "line": line})
+
+
 def _running_changes(file: Path, project: Any) -> list[str] | None:
     """What `apply` would change in the running deployment (None when none runs)."""
     if not (project.state_dir / "api.sock").exists():
@@ -412,6 +433,7 @@ def logs(
     follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep printing new lines.")] = False,
     lines: Annotated[int, typer.Option("-n", "--lines", help="Lines of history per replica.")] = 100,
     replica: Annotated[int | None, typer.Option("--replica", help="Only this replica index.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="text, or json: one object per line")] = "text",
 ) -> None:
     """Print a service's output (all replicas, prefixed with the replica id)."""
 
@@ -422,10 +444,14 @@ def logs(
         with _client(file, timeout=None if follow else 30.0) as c:
             if follow:
                 for line in c.stream(f"/v1/logs/{service}", follow="true", **params):
-                    sys.stdout.write(line + "\n")
+                    sys.stdout.write(_log_line(line, fmt) + "\n")
                     sys.stdout.flush()
             else:
-                sys.stdout.write(c.request("GET", f"/v1/logs/{service}", params=params))
+                text: str = c.request("GET", f"/v1/logs/{service}", params=params)
+                if fmt == "text":
+                    sys.stdout.write(text)
+                else:
+                    sys.stdout.writelines(_log_line(line, fmt) + "\n" for line in text.splitlines())
 
     _guard(run)
 
