@@ -63,12 +63,13 @@ def _up_in_background(dep: Deployment) -> subprocess.Popen[str]:
     )
 
 
-def _kill_orchestrator(dep: Deployment, status: Status) -> None:
-    os.kill(status.pid, signal.SIGKILL)
-    wait_until(lambda: not os.path.exists(f"/proc/{status.pid}/status") or _zombie(status.pid), 5, "exit")
+def _kill_orchestrator(pid: int) -> None:
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: _zombie(pid), 5, "the orchestrator's exit")
 
 
 def _zombie(pid: int) -> bool:
+    """Gone, or dead and not reaped yet."""
     try:
         with open(f"/proc/{pid}/status") as f:
             return any(line.startswith("State:") and "Z" in line for line in f)
@@ -144,34 +145,46 @@ def test_sigkill_mid_deploy_then_up_converges_without_double_start(
     survivors: dict[str, int] = {}  # replica id -> pid, ready when some orchestrator was killed
     interrupted = 0
     with client(chaos) as api:
-        for _ in range(SCALE.orchestrator_kills):
-            ready_at_start = len(survivors)
-            if ready_at_start >= total - MARGIN:
-                break
-            # Kill once this many more replicas are ready: inside the deploy, MARGIN replicas from its end.
-            target = ready_at_start + choose.randint(1, total - MARGIN - ready_at_start)
+        previous: int | None = None
+        for round_ in range(SCALE.orchestrator_kills):
             up = _up_in_background(chaos)
-            seen: list[Status] = []
+            status: Status | None = None
+            if round_ == 0:
+                # The first kill comes once some replicas are ready, MARGIN replicas from the end at the
+                # latest: the deploy is well under way.
+                target = choose.randint(1, total - MARGIN)
+                seen: list[Status] = []
 
-            def far_enough(target: int = target, seen: list[Status] = seen) -> bool:
+                def far_enough(target: int = target, seen: list[Status] = seen) -> bool:
+                    status = _status_or_none(chaos, api)
+                    if status is None:
+                        return False
+                    seen[:] = [status]
+                    return len(_ready_pids(status)) >= target
+
+                wait_until(far_enough, 60, f"{target} replicas ready", every=0.02)
+                status = seen[0]
+                assert len(_ready_pids(status)) < total
+                orch = status.pid
+            else:
+                # Later ones (long run) hit the restarted orchestrator at a random moment: while it
+                # starts, while it adopts, or while it starts what is missing.
+                time.sleep(choose.uniform(0.0, 1.5))
+                wait_until(
+                    lambda p=previous: chaos.orchestrator_pid() not in (None, p), 30, "the new orchestrator"
+                )
+                orch = chaos.orchestrator_pid() or 0
                 status = _status_or_none(chaos, api)
-                if status is None:
-                    return False
-                seen[:] = [status]
-                return len(_ready_pids(status)) >= target
-
-            wait_until(far_enough, 60, f"{target} replicas ready", every=0.02)
-            ready = _ready_pids(seen[0])
-            _kill_orchestrator(chaos, seen[0])
+            ready = {} if status is None else _ready_pids(status)
+            _kill_orchestrator(orch)
+            previous = orch
             up.communicate(timeout=30)
-            # The CLI saw its orchestrator die before the outcome (unless the deploy ended in the few
-            # milliseconds between the status read and the kill: then this kill came just after it).
+            # The CLI saw its orchestrator die before the outcome (unless the deploy ended between the
+            # status read and the kill: then this kill came just after it).
             interrupted += up.returncode != 0
-            assert len(_ready_pids(seen[0])) < total
             survivors.update(ready)
             # The replicas did not notice: every one that was ready still runs.
-            alive = set(processes_marked(chaos.state_dir))
-            assert set(ready.values()) <= alive
+            assert set(ready.values()) <= set(processes_marked(chaos.state_dir))
 
         to_adopted, to_ready = _restart(chaos, api, survivors)
         final = wait_healthy(api, 30)
@@ -185,7 +198,8 @@ def test_sigkill_mid_deploy_then_up_converges_without_double_start(
         assert set(survivors) <= adopted
     down(chaos)
     figures["orchestrator_mid_deploy"] = {
-        "orchestrator_kills": interrupted,
+        "orchestrator_kills": SCALE.orchestrator_kills,
+        "kills_before_the_outcome": interrupted,
         "replicas_adopted": len(survivors),
         "restart_to_all_adopted_s": round(to_adopted, 3),
         "restart_to_all_ready_s": round(to_ready, 3),
@@ -255,7 +269,7 @@ def test_sigkill_mid_rollout_then_up_completes_the_rollout(
                 for rid, pid in _ready_pids(status).items()
                 if environ_of(pid).get("VERSION") == version
             }
-            _kill_orchestrator(chaos, status)
+            _kill_orchestrator(status.pid)
             out, _ = apply.communicate(timeout=30)
             assert apply.returncode != 0, out  # the rollout did not finish under this orchestrator
 
