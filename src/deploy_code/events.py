@@ -18,6 +18,7 @@ __all__ = [
     "Event",
     "EventSink",
     "LeaseExpired",
+    "LogProblem",
     "ProbeFailed",
     "ReplicaExited",
     "ReplicaState",
@@ -155,6 +156,19 @@ class AlertResolved:
 
 
 @dataclass(frozen=True, slots=True)
+class LogProblem:
+    """A replica's log file could not be rotated (``ok`` False: e.g. the disk is full; the service keeps
+    running and its output keeps growing the file) or can be again (``ok`` True)."""
+
+    service: str
+    path: str
+    message: str
+    ok: bool
+    at: float  # wall time
+    kind: str = field(default="log.problem", init=False)
+
+
+@dataclass(frozen=True, slots=True)
 class ScaleDecision:
     """The autoscaler changed a service's replica count (``old`` -> ``new``), with its inputs."""
 
@@ -179,6 +193,7 @@ Event = (
     | AlertFired
     | AlertResolved
     | ScaleDecision
+    | LogProblem
 )
 
 

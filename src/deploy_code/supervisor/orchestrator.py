@@ -28,6 +28,7 @@ from deploy_code.events import (
     Event,
     EventSink,
     LeaseExpired,
+    LogProblem,
     ReplicaState,
     ScaleDecision,
 )
@@ -132,6 +133,7 @@ class Orchestrator:
             self.config_text = ""
         self._loop_lag = 0.0
         self._watched_until = 0.0  # `top` / the dashboard keep the history sampler running
+        self._log_problems: dict[str, str] = {}  # replica log path -> why it cannot be rotated
         self.state_dir = project.state_dir
         self.logs_dir = project.state_dir / "logs"
         self.logs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -465,11 +467,26 @@ class Orchestrator:
             await self.clock.sleep_until(deadline)
             now = self.clock.now()
             self._loop_lag = max(0.0, now - deadline)
+            self._check_logs()
             if now < self._watched_until:
                 snap = self.metrics_snapshot()
                 pids = [r.pid for r in snap.replicas if r.pid is not None]
                 procs = await asyncio.to_thread(self.procs.sample, pids)
                 record_snapshot(self.history, snap, procs, now)
+
+    def _check_logs(self) -> None:
+        """Publish a ``log.problem`` event when a replica log starts or stops failing to rotate."""
+        now_failing = self.backend.log_problems()
+        if now_failing == self._log_problems:
+            return
+        wall = self.clock.wall_time()
+        for path, why in now_failing.items():
+            if self._log_problems.get(path) is None:
+                log.warning("replica log %s cannot be rotated: %s", path, why)
+                self.publish(LogProblem(_service_of_log(path), path, why, False, wall))
+        for path in self._log_problems.keys() - now_failing.keys():
+            self.publish(LogProblem(_service_of_log(path), path, "rotation works again", True, wall))
+        self._log_problems = now_failing
 
     def watch(self, seconds: float = 60.0) -> None:
         """Keep the history sampler running for ``seconds`` more (a `top` or dashboard client)."""
@@ -1191,6 +1208,7 @@ class Orchestrator:
                 "pools": self.ledger.snapshot().get("pools", {}),
             },
             "ports": {"in_use": self.ports.in_use, "range": self.settings.port_range},
+            "log_problems": dict(self._log_problems),
             "limits_method": self.backend.limits_method,
             "fronts": {
                 name: {port_name: _front_summary(fp) for port_name, fp in fronts.items()}
@@ -1202,6 +1220,12 @@ class Orchestrator:
     def state_path(self) -> Path:
         """The state directory."""
         return self.state_dir
+
+
+def _service_of_log(path: str) -> str:
+    """``.../logs/api.0.log`` -> ``api``."""
+    name = os.path.basename(path).removesuffix(".log")
+    return name.rpartition(".")[0] or name
 
 
 def _front_sample(service: str, port: str, fp: FrontPort) -> FrontSample:

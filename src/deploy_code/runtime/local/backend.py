@@ -227,6 +227,10 @@ class LocalBackend:
             self._exits.close()
         await self._rotator.aclose()
 
+    def log_problems(self) -> dict[str, str]:
+        """Replica log files that cannot be rotated now (a full disk, say), with the error."""
+        return self._rotator.failing()
+
     def _track_log(self, handle: ProcessHandle, path: str) -> None:
         path = os.path.abspath(path)
         self._handle_logs[handle] = path

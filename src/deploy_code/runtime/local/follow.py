@@ -43,6 +43,7 @@ class _Watch:
     buf: bytearray = field(default_factory=bytearray)
     wd: int | None = None  # inotify directory watch; None when this path is polled
     rotate_failed_at: float | None = None  # loop time of the last failed rotation; None once one works
+    rotate_error: str | None = None  # why the last rotation failed (e.g. ENOSPC); None once one works
 
 
 class LogFollower:
@@ -76,6 +77,10 @@ class LogFollower:
 
     def __len__(self) -> int:
         return len(self._watches)
+
+    def failing(self) -> dict[str, str]:
+        """Log files whose last rotation failed, with why (bounded by the files watched)."""
+        return {p: w.rotate_error for p, w in self._watches.items() if w.rotate_error is not None}
 
     def watch(
         self, path: str, callback: LineCallback | None, *, rotate: Callable[[], bool] | None = None
@@ -205,10 +210,12 @@ class LogFollower:
             if w.rotate_failed_at is None:  # once per failing streak, not once per try
                 log.warning("rotating %s failed (%s); retrying every %gs", w.path, exc, _ROTATE_RETRY_S)
             w.rotate_failed_at = now
+            w.rotate_error = str(exc)
             return False
         if w.rotate_failed_at is not None:
             log.warning("rotating %s works again", w.path)
             w.rotate_failed_at = None
+            w.rotate_error = None
         return rotated
 
     def _salvage_rotated(self, w: _Watch) -> None:
