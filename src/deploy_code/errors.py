@@ -99,6 +99,13 @@ _TITLES: dict[ErrorCode, str] = {
 MAX_TEXT = 1_000  # characters of a diagnostic's message or hint; longer ones are cut
 
 
+def clip(text: str) -> str:
+    """``text`` when it fits ``MAX_TEXT``, else its start and ``... (N characters in all)``."""
+    if len(text) <= MAX_TEXT:
+        return text
+    return f"{text[: MAX_TEXT - 40]}... ({len(text)} characters in all)"
+
+
 @dataclass(frozen=True, slots=True)
 class Location:
     """A place in a file. ``line`` and ``column`` are 1-based; either may be unknown."""
@@ -128,9 +135,9 @@ class Diagnostic:
     def __post_init__(self) -> None:
         # Bounded whatever the input: a message quoting a 20 MB name must not become a 20 MB reply.
         if len(self.message) > MAX_TEXT:
-            object.__setattr__(self, "message", self.message[: MAX_TEXT - 1] + "…")
+            object.__setattr__(self, "message", clip(self.message))
         if self.hint is not None and len(self.hint) > MAX_TEXT:
-            object.__setattr__(self, "hint", self.hint[: MAX_TEXT - 1] + "…")
+            object.__setattr__(self, "hint", clip(self.hint))
 
     def to_dict(self) -> dict[str, object]:
         """Plain-data form for JSON output."""
@@ -174,10 +181,8 @@ class DeployCodeError(Exception):
         hint: str | None = None,
         diagnostics: Iterable[Diagnostic] = (),
     ) -> None:
-        if len(message) > MAX_TEXT:
-            message = message[: MAX_TEXT - 1] + "…"
-        if hint is not None and len(hint) > MAX_TEXT:
-            hint = hint[: MAX_TEXT - 1] + "…"
+        message = clip(message)
+        hint = None if hint is None else clip(hint)
         super().__init__(message)
         self.code: ErrorCode = code if code is not None else self.default_code
         self.message = message

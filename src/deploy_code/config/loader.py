@@ -29,7 +29,7 @@ from deploy_code.config.project import Project, state_dir_for
 from deploy_code.config.source import SourceMap
 from deploy_code.config.validate import inside_dir, validate
 from deploy_code.config.yamlread import parse_yaml
-from deploy_code.errors import ConfigError, Diagnostic, ErrorCode, Location
+from deploy_code.errors import MAX_TEXT, ConfigError, Diagnostic, ErrorCode, Location, clip
 
 __all__ = [
     "DEFAULT_FILENAME",
@@ -44,7 +44,7 @@ __all__ = [
 DEFAULT_FILENAME = "deploy-code.yaml"
 MAX_FILE_BYTES = 10 * 2**20  # a deploy file is a few KiB; this only stops accidents and floods
 MAX_ENV_FILE_BYTES = 2**20
-MAX_MESSAGE_CHARS = 1_000  # per diagnostic message or hint: a 2 MB unknown key is not echoed whole
+MAX_MESSAGE_CHARS = MAX_TEXT  # per diagnostic message or hint: a 2 MB unknown key is not echoed whole
 DEFAULT_STATE_DIR = ".deploy-code"
 _NOT_FOUND_HINT = f"create {DEFAULT_FILENAME} or pass -f FILE"
 
@@ -174,9 +174,7 @@ def _env_files(
 
 
 def _clip(text: str | None) -> str | None:
-    if text is None or len(text) <= MAX_MESSAGE_CHARS:
-        return text
-    return f"{text[: MAX_MESSAGE_CHARS - 40]}... ({len(text)} characters in all)"
+    return None if text is None else clip(text)
 
 
 def _raise(diags: list[Diagnostic]) -> ConfigError:
