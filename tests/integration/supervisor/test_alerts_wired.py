@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from tests.integration.supervisor.support import running, until
 
 from deploy_code.config import load_text
-from deploy_code.runtime import LocalBackend
-from deploy_code.state import StateStore
-from deploy_code.supervisor import Orchestrator
 
 
 @pytest.fixture
@@ -42,12 +39,6 @@ def receiver() -> Iterator[tuple[str, list[dict[str, object]]]]:
         thread.join(5)
 
 
-async def _until(cond: Callable[[], bool], timeout: float) -> None:
-    async with asyncio.timeout(timeout):
-        while not cond():  # noqa: ASYNC110 - a list filled by the receiver thread
-            await asyncio.sleep(0.05)
-
-
 async def test_a_crashed_service_fires_down_alert(
     tmp_path: Path, receiver: tuple[str, list[dict[str, object]]]
 ) -> None:
@@ -68,23 +59,14 @@ services:
 """,
         base_dir=tmp_path,
     )
-    store = StateStore(tmp_path / "state.db")
-    backend = LocalBackend()
-    orch = Orchestrator(project, backend=backend, store=store)
-    run = asyncio.ensure_future(orch.run())
-    try:
-        await _until(lambda: any(g.get("kind") == "alert.fired" for g in got), 15)
+    async with running(project, tmp_path) as (_orch, store):
+        await until(lambda: any(g.get("kind") == "alert.fired" for g in got), 15)
         fired = next(g for g in got if g.get("kind") == "alert.fired")
         assert fired["rule"] == "crash-down" and fired["service"] == "crash"
         kinds = [e["kind"] for e in store.recent_events(limit=200)]
         assert "alert.fired" in kinds
         assert not any(g.get("service") == "ok" for g in got)
         assert store.snapshots() == []  # the deployment failed: nothing to roll back to
-    finally:
-        orch.request_down(2.0)
-        await asyncio.wait_for(run, 30)
-        await backend.aclose()
-        store.close()
 
 
 async def test_memory_rule_reads_the_replicas_memory(
@@ -105,16 +87,7 @@ services:
 """,
         base_dir=tmp_path,
     )
-    store = StateStore(tmp_path / "state.db")
-    backend = LocalBackend()
-    orch = Orchestrator(project, backend=backend, store=store)
-    run = asyncio.ensure_future(orch.run())
-    try:
-        await _until(lambda: any(g.get("rule") == "mem" for g in got), 15)
+    async with running(project, tmp_path) as (_orch, _store):
+        await until(lambda: any(g.get("rule") == "mem" for g in got), 15)
         fired = next(g for g in got if g.get("rule") == "mem")
         assert fired["kind"] == "alert.fired" and fired["service"] == "ok"
-    finally:
-        orch.request_down(2.0)
-        await asyncio.wait_for(run, 30)
-        await backend.aclose()
-        store.close()

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
+from tests.integration.supervisor.support import running, until
+
 from deploy_code.config import load_text
-from deploy_code.runtime import LocalBackend
-from deploy_code.state import StateStore
-from deploy_code.supervisor import Orchestrator
 
 HOLDER = """\
 import os, socket, threading
@@ -24,12 +22,6 @@ while True:
     c, _ = s.accept()
     threading.Thread(target=hold, args=(c,), daemon=True).start()
 """
-
-
-async def _until(cond: Callable[[], bool], timeout: float) -> None:
-    async with asyncio.timeout(timeout):
-        while not cond():  # noqa: ASYNC110 - replica counts, polled in a bounded wait
-            await asyncio.sleep(0.05)
 
 
 async def test_connections_per_replica_drive_the_count(tmp_path: Path) -> None:
@@ -48,32 +40,25 @@ services:
 """,
         base_dir=tmp_path,
     )
-    store = StateStore(tmp_path / "state.db")
-    backend = LocalBackend()
-    orch = Orchestrator(project, backend=backend, store=store)
-    run = asyncio.ensure_future(orch.run())
     conns: list[asyncio.StreamWriter] = []
-    try:
-        assert (await orch.wait_outcome()).outcome == "ready"
-        svc = orch.services["pool"]
-        front = orch.fronts["pool"]["tcp"].port
-        for _ in range(6):
-            _, writer = await asyncio.open_connection("127.0.0.1", front)
-            writer.write(b"x")
-            conns.append(writer)
-        await _until(lambda: svc.desired == 3, 15)
-        for w in conns:
-            w.close()
-        conns.clear()
-        await _until(lambda: svc.desired == 1, 15)
-        decisions = [e for e in store.recent_events(limit=200) if e["kind"] == "scale.decision"]
-        assert decisions and all(d["metric"] == "connections" for d in decisions)
-        assert max(d["value"] for d in decisions) >= 2 * 1.1
-    finally:
-        for w in conns:
-            w.close()
-        orch.request_down(2.0)
-        await asyncio.wait_for(run, 30)
-        await backend.aclose()
-        store.close()
+    async with running(project, tmp_path) as (orch, store):
+        try:
+            assert (await orch.wait_outcome()).outcome == "ready"
+            svc = orch.services["pool"]
+            front = orch.fronts["pool"]["tcp"].port
+            for _ in range(6):
+                _, writer = await asyncio.open_connection("127.0.0.1", front)
+                writer.write(b"x")
+                conns.append(writer)
+            await until(lambda: svc.desired == 3, 15)
+            for w in conns:
+                w.close()
+            conns.clear()
+            await until(lambda: svc.desired == 1, 15)
+            decisions = [e for e in store.recent_events(limit=200) if e["kind"] == "scale.decision"]
+            assert decisions and all(d["metric"] == "connections" for d in decisions)
+            assert max(d["value"] for d in decisions) >= 2 * 1.1
+        finally:
+            for w in conns:
+                w.close()
     assert orch.ports.in_use == 0 and orch.ledger.owners == 0

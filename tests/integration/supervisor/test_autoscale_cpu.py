@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from tests.integration.supervisor.support import running, until
 
 from deploy_code.config import load_text
-from deploy_code.runtime import LocalBackend
-from deploy_code.state import StateStore
-from deploy_code.supervisor import Orchestrator
 
 BURNER = """\
 import os, time
@@ -25,12 +22,6 @@ while True:
     else:
         time.sleep(0.05)
 """
-
-
-async def _until(cond: Callable[[], bool], timeout: float) -> None:
-    async with asyncio.timeout(timeout):
-        while not cond():  # noqa: ASYNC110 - replica counts, polled in a bounded wait
-            await asyncio.sleep(0.05)
 
 
 @pytest.mark.slow
@@ -48,29 +39,20 @@ services:
 """,
         base_dir=tmp_path,
     )
-    store = StateStore(tmp_path / "state.db")
-    backend = LocalBackend()
-    orch = Orchestrator(project, backend=backend, store=store)
-    run = asyncio.ensure_future(orch.run())
-    try:
+    async with running(project, tmp_path) as (orch, store):
         assert (await orch.wait_outcome()).outcome == "ready"
         svc = orch.services["cruncher"]
         await asyncio.sleep(2.0)
         assert svc.desired == 1  # idle: stays at min
         (tmp_path / "load").write_text("")
-        await _until(lambda: svc.desired >= 2, 15)
-        await _until(lambda: svc.desired == 3, 15)
+        await until(lambda: svc.desired >= 2, 15)
+        await until(lambda: svc.desired == 3, 15)
         (tmp_path / "load").unlink()
-        await _until(lambda: svc.desired == 1, 20)
+        await until(lambda: svc.desired == 1, 20)
         decisions = [e for e in store.recent_events(limit=500) if e["kind"] == "scale.decision"]
         ups = [d for d in decisions if d["new"] > d["old"]]
         downs = [d for d in decisions if d["new"] < d["old"]]
         assert ups and downs
         assert all(d["metric"] == "cpu" and d["target"] == 30 for d in decisions)
         assert ups[0]["value"] > 30 * 1.1 and downs[-1]["value"] < 30 * 0.9
-    finally:
-        orch.request_down(2.0)
-        await asyncio.wait_for(run, 30)
-        await backend.aclose()
-        store.close()
     assert orch.ledger.owners == 0 and orch.ports.in_use == 0

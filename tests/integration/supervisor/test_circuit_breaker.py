@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from pathlib import Path
+
+from tests.integration.supervisor.support import running, until
 
 from deploy_code.config import load_text
 from deploy_code.events import ReplicaState
-from deploy_code.runtime import LocalBackend
-from deploy_code.state import StateStore
-from deploy_code.supervisor import Orchestrator
-
-
-async def _until(cond: Callable[[], bool], timeout: float) -> None:
-    async with asyncio.timeout(timeout):
-        while not cond():  # noqa: ASYNC110 - replica states, polled in a bounded wait
-            await asyncio.sleep(0.02)
 
 
 async def test_dependant_waits_for_its_dependency_instead_of_crash_looping(tmp_path: Path) -> None:
@@ -34,26 +26,17 @@ services:
 """,
         base_dir=tmp_path,
     )
-    store = StateStore(tmp_path / "state.db")
-    backend = LocalBackend()
-    orch = Orchestrator(project, backend=backend, store=store)
-    run = asyncio.ensure_future(orch.run())
-    try:
+    async with running(project, tmp_path) as (orch, _store):
         await orch.wait_outcome()
         app = orch.services["app"].replicas[0]
         await orch.stop_services(["db"], timeout=1)
         # app crashes once more, then waits: no restart storm, crash-loop budget untouched.
-        await _until(lambda: "circuit open" in app.reason, 5)
+        await until(lambda: "circuit open" in app.reason, 5)
         held = app.restarts
         await asyncio.sleep(1.0)
         assert app.restarts == held and app.state == ReplicaState.BACKOFF
         assert "dependency 'db' is down" in app.reason
         # The dependency comes back: app restarts at once.
         orch.restart(["db"])
-        await _until(lambda: app.restarts > held, 5)
+        await until(lambda: app.restarts > held, 5)
         assert app.state != ReplicaState.FAILED
-    finally:
-        orch.request_down(2.0)
-        await asyncio.wait_for(run, 30)
-        await backend.aclose()
-        store.close()

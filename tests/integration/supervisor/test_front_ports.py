@@ -7,14 +7,12 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import Callable
 from pathlib import Path
+
+from tests.integration.supervisor.support import http_get, running, until
 
 from deploy_code.config import load_text
 from deploy_code.events import ReplicaState
-from deploy_code.runtime import LocalBackend
-from deploy_code.state import StateStore
-from deploy_code.supervisor import Orchestrator
 
 SERVER = """\
 import http.server, os, socketserver
@@ -29,24 +27,6 @@ class S(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
 S(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
 """
-
-
-async def _until(cond: Callable[[], bool], timeout: float) -> None:
-    async with asyncio.timeout(timeout):
-        while not cond():  # noqa: ASYNC110 - replica states, polled in a bounded wait
-            await asyncio.sleep(0.02)
-
-
-async def _get(port: int) -> str:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
-        data = await asyncio.wait_for(reader.read(), 5)
-    finally:
-        writer.close()
-    head, _, body = data.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.0 200"), data
-    return body.decode()
 
 
 async def test_front_port_balances_and_survives_kills(tmp_path: Path) -> None:
@@ -71,11 +51,7 @@ services:
 """,
         base_dir=tmp_path,
     )
-    store = StateStore(tmp_path / "state.db")
-    backend = LocalBackend()
-    orch = Orchestrator(project, backend=backend, store=store)
-    run = asyncio.ensure_future(orch.run())
-    try:
+    async with running(project, tmp_path) as (orch, _store):
         assert (await orch.wait_outcome()).outcome == "ready"
         front = orch.fronts["web"]["http"].port
         replica_ports = {r.ports["http"] for r in orch.services["web"].replicas.values()}
@@ -88,7 +64,7 @@ services:
         async with asyncio.timeout(5):  # the client's first line reaches its log file a moment after ready
             while f"web at {front}" not in await client_said():  # noqa: ASYNC110 - a file, polled
                 await asyncio.sleep(0.05)
-        seen = {await _get(front) for _ in range(9)}
+        seen = {await http_get(front) for _ in range(9)}
         assert seen == {"0", "1", "2"}  # round robin over the three ready replicas
         status = orch.status()["fronts"]["web"]["http"]  # type: ignore[index]
         assert status["ready_backends"] == 3 and status["available"] is True
@@ -102,7 +78,7 @@ services:
             nonlocal failures, done
             while not stop.is_set():
                 try:
-                    await _get(front)
+                    await http_get(front)
                     done += 1
                 except (TimeoutError, OSError, AssertionError):
                     failures += 1
@@ -113,8 +89,8 @@ services:
             rep = web.replicas[idx]
             assert rep.handle is not None
             os.kill(rep.handle.identity.pid, signal.SIGKILL)
-            await _until(lambda rep=rep: rep.state != ReplicaState.READY, 5)
-            await _until(lambda rep=rep: rep.state == ReplicaState.READY, 10)
+            await until(lambda rep=rep: rep.state != ReplicaState.READY, 5)
+            await until(lambda rep=rep: rep.state == ReplicaState.READY, 10)
         stop.set()
         await task
         assert done > 20 and failures == 0, (done, failures)
@@ -131,9 +107,4 @@ services:
         assert m[("deploy_code_front_connections_total", labels)] >= done
         assert m[("deploy_code_front_bytes_out_total", labels)] > 0
         assert m[("deploy_code_front_upstream_latency_seconds_count", labels)] >= done
-    finally:
-        orch.request_down(2.0)
-        await asyncio.wait_for(run, 30)
-        await backend.aclose()
-        store.close()
     assert orch.ports.in_use == 0 and orch.fronts == {}

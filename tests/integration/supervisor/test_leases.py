@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from pathlib import Path
 
+from tests.integration.supervisor.support import running, until
+
 from deploy_code.config import load_text
-from deploy_code.runtime import LocalBackend
-from deploy_code.state import StateStore
-from deploy_code.supervisor import Orchestrator
 from deploy_code.units import Resources
 
 YAML = """\
@@ -23,25 +21,15 @@ services:
 """
 
 
-async def _until(cond: Callable[[], bool], timeout: float) -> None:
-    async with asyncio.timeout(timeout):
-        while not cond():  # noqa: ASYNC110 - ledger figures, nothing to await
-            await asyncio.sleep(0.02)
-
-
 async def test_live_leases_are_renewed_and_an_orphan_lease_is_reaped(tmp_path: Path) -> None:
     project = load_text(YAML, base_dir=tmp_path)
-    store = StateStore(tmp_path / "state.db")
-    backend = LocalBackend()
-    orch = Orchestrator(project, backend=backend, store=store)
-    run = asyncio.ensure_future(orch.run())
-    try:
-        await _until(lambda: orch.ledger.owners == 2, 10)
+    async with running(project, tmp_path) as (orch, store):
+        await until(lambda: orch.ledger.owners == 2, 10)
         now = orch.clock.now()
         # A booking whose owner has no task: what a replica task that died without releasing leaves.
         orch.ledger.allocate("ghost.0", Resources(memory_mb=300), ttl=0.3, now=now)
         assert orch.ledger.allocated.memory_mb == 500
-        await _until(lambda: orch.ledger.owners == 2, 5)  # the reaper freed the ghost...
+        await until(lambda: orch.ledger.owners == 2, 5)  # the reaper freed the ghost...
         await asyncio.sleep(1.0)  # ...and, three TTLs later, the live replicas still hold theirs
         assert orch.ledger.owners == 2
         assert orch.ledger.allocated.memory_mb == 200
@@ -55,37 +43,23 @@ async def test_live_leases_are_renewed_and_an_orphan_lease_is_reaped(tmp_path: P
         assert len(expired) == 1, expired
         body = expired[0]
         assert "ghost.0" in str(body)
-    finally:
-        orch.request_down(2.0)
-        await asyncio.wait_for(run, 30)
-        await backend.aclose()
-        store.close()
     assert orch.ledger.owners == 0
     assert orch.ledger.allocated.memory_mb == 0
 
 
 async def test_a_lease_held_by_a_finished_task_is_reaped_and_its_room_reused(tmp_path: Path) -> None:
     project = load_text(YAML, base_dir=tmp_path)
-    store = StateStore(tmp_path / "state.db")
-    backend = LocalBackend()
-    orch = Orchestrator(project, backend=backend, store=store)
-    run = asyncio.ensure_future(orch.run())
-    try:
-        await _until(lambda: orch.ledger.owners == 2, 10)
+    async with running(project, tmp_path) as (orch, _store):
+        await until(lambda: orch.ledger.owners == 2, 10)
         rep = orch.services["app"].replicas[1]
         # The keeper renews only bookings whose task lives: a pass with that task counted as gone
         # (as after a task cancelled with its process running) lets the lease lapse.
         task, rep.task = rep.task, None
         try:
-            await _until(lambda: orch.ledger.owners == 1, 5)
+            await until(lambda: orch.ledger.owners == 1, 5)
             assert not rep.booked
         finally:
             rep.task = task
         reaped = orch.renew_and_reap()
         assert reaped == []  # nothing else lapsed
-    finally:
-        orch.request_down(2.0)
-        await asyncio.wait_for(run, 30)
-        await backend.aclose()
-        store.close()
     assert orch.ledger.owners == 0

@@ -4,26 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
+from tests.integration.supervisor.support import running, until
 
 from deploy_code.config import load_text
-from deploy_code.runtime import LocalBackend
-from deploy_code.state import StateStore
-from deploy_code.supervisor import Orchestrator
 
 SERVER = (
     "import socket,time;s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);"
     "s.bind(('127.0.0.1',int(__import__('os').environ['DEPLOY_CODE_PORT_MAIN'])));s.listen();time.sleep(60)"
 )
-
-
-async def _until(cond: Callable[[], bool], timeout: float) -> None:
-    async with asyncio.timeout(timeout):
-        while not cond():  # noqa: ASYNC110 - replica states, polled in a bounded wait
-            await asyncio.sleep(0.02)
 
 
 def _samples(text: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -49,11 +40,7 @@ services:
 """,
         base_dir=tmp_path,
     )
-    store = StateStore(tmp_path / "state.db")
-    backend = LocalBackend()
-    orch = Orchestrator(project, backend=backend, store=store)
-    run = asyncio.ensure_future(orch.run())
-    try:
+    async with running(project, tmp_path) as (orch, _store):
         assert (await orch.wait_outcome()).outcome == "ready"
         await asyncio.sleep(0.5)  # a few readiness periods: probe latencies recorded
         first = _samples(await orch.metrics_text())
@@ -79,29 +66,15 @@ services:
         ]
         assert probes and sum(probes) >= 2
         assert ("deploy_code_event_loop_lag_seconds", ()) in m
-    finally:
-        orch.request_down(2.0)
-        await asyncio.wait_for(run, 30)
-        await backend.aclose()
-        store.close()
 
 
 async def test_history_is_fed_only_while_watched(tmp_path: Path) -> None:
     project = load_text(
         'services: {app: {command: [sleep, "60"], health: {min_uptime: 0}}}\n', base_dir=tmp_path
     )
-    store = StateStore(tmp_path / "state.db")
-    backend = LocalBackend()
-    orch = Orchestrator(project, backend=backend, store=store)
-    run = asyncio.ensure_future(orch.run())
-    try:
+    async with running(project, tmp_path) as (orch, _store):
         assert (await orch.wait_outcome()).outcome == "ready"
         await asyncio.sleep(1.5)
         assert orch.history.series("app.0/memory_bytes", since=0.0) == []
         orch.watch(10)
-        await _until(lambda: len(orch.history.series("app.0/memory_bytes", since=0.0)) >= 2, 5)
-    finally:
-        orch.request_down(2.0)
-        await asyncio.wait_for(run, 30)
-        await backend.aclose()
-        store.close()
+        await until(lambda: len(orch.history.series("app.0/memory_bytes", since=0.0)) >= 2, 5)

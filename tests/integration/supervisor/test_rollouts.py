@@ -8,11 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests.integration.supervisor.support import http_get, running
 
 from deploy_code.config import load
-from deploy_code.runtime import LocalBackend
-from deploy_code.state import StateStore
-from deploy_code.supervisor import Orchestrator
 
 SERVER = """\
 import http.server, os, socketserver, sys
@@ -52,18 +50,6 @@ services:
 """
 
 
-async def _get(port: int) -> str:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
-        data = await asyncio.wait_for(reader.read(), 5)
-    finally:
-        writer.close()
-    head, _, body = data.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.0 200"), data
-    return body.decode()
-
-
 class Load:
     """Clients sending requests through the front port for the whole rollout."""
 
@@ -76,7 +62,7 @@ class Load:
     async def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.seen.append(await _get(self.port))
+                self.seen.append(await http_get(self.port))
                 self.ok += 1
             except (TimeoutError, OSError, AssertionError):
                 self.failed += 1
@@ -92,11 +78,7 @@ async def test_rollout_serves_every_request_and_rollback_returns(tmp_path: Path,
     (tmp_path / "server.py").write_text(SERVER)
     file = tmp_path / "deploy-code.yaml"
     file.write_text(_yaml("v1", strategy))
-    store = StateStore(tmp_path / "state.db")
-    backend = LocalBackend()
-    orch = Orchestrator(load(file), backend=backend, store=store)
-    run = asyncio.ensure_future(orch.run())
-    try:
+    async with running(load(file), tmp_path) as (orch, store):
         assert (await orch.wait_outcome()).outcome == "ready"
         front = orch.fronts["web"]["http"].port
         worker_pid = orch.services["worker"].replicas[0].handle.identity.pid  # type: ignore[union-attr]
@@ -107,7 +89,7 @@ async def test_rollout_serves_every_request_and_rollback_returns(tmp_path: Path,
         assert plan["outcome"] == "planned" and plan["changes"] == ["web: changed (env)"]
         result = await orch.apply()
         assert result["outcome"] == "ready", result
-        assert {await _get(front) for _ in range(6)} == {"v2"}
+        assert {await http_get(front) for _ in range(6)} == {"v2"}
         web = orch.services["web"]
         assert len(web.replicas) == 2 and web.desired == 2
 
@@ -115,12 +97,12 @@ async def test_rollout_serves_every_request_and_rollback_returns(tmp_path: Path,
         file.write_text(_yaml("v3", strategy, broken=True))
         result = await orch.apply()
         assert result["outcome"] == "rolled_back" and "web" in str(result["message"])
-        assert {await _get(front) for _ in range(6)} == {"v2"}
+        assert {await http_get(front) for _ in range(6)} == {"v2"}
 
         # rollback (CLI `deploy-code rollback`): back to the snapshot before v2.
         result = await orch.rollback()
         assert result["outcome"] == "ready", result
-        assert {await _get(front) for _ in range(6)} == {"v1"}
+        assert {await http_get(front) for _ in range(6)} == {"v1"}
         await load_.stop()
         assert load_.failed == 0 and load_.ok > 20, (load_.ok, load_.failed)
         assert {"v1", "v2"} <= set(load_.seen) and "v3" not in load_.seen
@@ -128,11 +110,6 @@ async def test_rollout_serves_every_request_and_rollback_returns(tmp_path: Path,
         assert orch.services["worker"].replicas[0].handle.identity.pid == worker_pid  # type: ignore[union-attr]
         outcomes = [d.outcome for d in store.deployments(10)]
         assert outcomes[:3] == ["ready", "rolled_back", "ready"]
-    finally:
-        orch.request_down(2.0)
-        await asyncio.wait_for(run, 30)
-        await backend.aclose()
-        store.close()
     assert orch.ports.in_use == 0 and orch.ledger.owners == 0
 
 
@@ -140,11 +117,7 @@ async def test_apply_adds_removes_and_scales(tmp_path: Path) -> None:
     (tmp_path / "server.py").write_text(SERVER)
     file = tmp_path / "deploy-code.yaml"
     file.write_text(_yaml("v1", "rolling"))
-    store = StateStore(tmp_path / "state.db")
-    backend = LocalBackend()
-    orch = Orchestrator(load(file), backend=backend, store=store)
-    run = asyncio.ensure_future(orch.run())
-    try:
+    async with running(load(file), tmp_path) as (orch, _store):
         assert (await orch.wait_outcome()).outcome == "ready"
         text = (
             _yaml("v1", "rolling")
@@ -158,9 +131,4 @@ async def test_apply_adds_removes_and_scales(tmp_path: Path) -> None:
         assert set(orch.services) == {"web", "batch"}
         assert len(orch.services["web"].replicas) == 3
         assert (await orch.apply())["outcome"] == "unchanged"
-    finally:
-        orch.request_down(2.0)
-        await asyncio.wait_for(run, 30)
-        await backend.aclose()
-        store.close()
     assert orch.ports.in_use == 0 and orch.ledger.owners == 0

@@ -2,34 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
+from tests.integration.supervisor.support import running
+
 from deploy_code.config import load_text
-from deploy_code.runtime import LocalBackend
-from deploy_code.state import StateStore
-from deploy_code.supervisor import Orchestrator
 
 YAML = 'services: {app: {command: [sleep, "60"], replicas: 5, health: {min_uptime: 0.05s}}}\n'
 
 
 async def _once(tmp_path: Path) -> dict[str, object]:
     project = load_text(YAML, base_dir=tmp_path)
-    store = StateStore(tmp_path / "state.db")
-    backend = LocalBackend()
-    orch = Orchestrator(project, backend=backend, store=store)
-    run = asyncio.ensure_future(orch.run())
-    try:
+    async with running(project, tmp_path) as (orch, _store):
         assert (await orch.wait_outcome()).outcome == "ready"
         timeouts = orch.status()["timeouts"]
         assert isinstance(timeouts, dict)
         doc: dict[str, object] = timeouts["app"]
         return doc
-    finally:
-        orch.request_down(2.0)
-        await asyncio.wait_for(run, 30)
-        await backend.aclose()
-        store.close()
 
 
 async def test_ready_timeout_is_learned_from_earlier_starts(tmp_path: Path) -> None:
