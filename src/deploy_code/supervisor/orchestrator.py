@@ -626,8 +626,8 @@ class Orchestrator:
         while True:
             deadline += spec.interval
             await self.clock.sleep_until(deadline)
-            if not svc.launched or self.phase in ("stopping", "stopped"):
-                continue
+            if not svc.launched or self.phase in ("stopping", "stopped") or self._apply_lock.locked():
+                continue  # not started, shutting down, or an apply / rollback owns the counts now
             value = await self._measure(svc, spec.metric, previous)
             waiting = sum(1 for r in svc.replicas.values() if r.state == ReplicaState.PENDING)
             decision = decide(spec, state, svc.desired, value, self.clock.now(), waiting=waiting)
