@@ -626,6 +626,10 @@ class Orchestrator:
         while True:
             deadline += spec.interval
             await self.clock.sleep_until(deadline)
+            if self.services.get(name) is not svc:
+                return  # an apply removed the service
+            if svc.spec.autoscale is not None:
+                spec = svc.spec.autoscale  # an apply may have changed it in place
             if not svc.launched or self.phase in ("stopping", "stopped") or self._apply_lock.locked():
                 continue  # not started, shutting down, or an apply / rollback owns the counts now
             value = await self._measure(svc, spec.metric, previous)
