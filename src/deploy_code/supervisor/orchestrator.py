@@ -628,8 +628,9 @@ class Orchestrator:
             await self.clock.sleep_until(deadline)
             if self.services.get(name) is not svc:
                 return  # an apply removed the service
-            if svc.spec.autoscale is not None:
-                spec = svc.spec.autoscale  # an apply may have changed it in place
+            if svc.spec.autoscale is None:
+                return  # an apply turned autoscaling off
+            spec = svc.spec.autoscale  # an apply may have changed it in place
             if not svc.launched or self.phase in ("stopping", "stopped") or self._apply_lock.locked():
                 continue  # not started, shutting down, or an apply / rollback owns the counts now
             value = await self._measure(svc, spec.metric, previous)
