@@ -126,6 +126,7 @@ class Orchestrator:
         self._scraped = _Scraped()
         self._scrape_lock = asyncio.Lock()
         self._apply_lock = asyncio.Lock()  # one apply / rollback at a time
+        self._autoscalers: dict[str, asyncio.Task[None]] = {}  # one per autoscaled service
         self._learned_ready: dict[str, LearnedTimeout] = {}  # timeouts.ready: auto, per service
         try:
             self.config_text = project.path.read_text()  # the file as deployed, for snapshots
@@ -327,16 +328,12 @@ class Orchestrator:
                     self._own(tg.create_task(self._start_service(svc), name=f"start:{svc.name}"))
                 if not self.services:
                     self._outcome.set_result(DeployOutcome("ready", 0.0))
+                self.start_autoscalers()
                 outcome_task = tg.create_task(self._report(on_outcome))
                 leases_task = tg.create_task(self._keep_leases(), name="leases")
                 background = [
                     leases_task,
                     tg.create_task(self._observe(), name="observe"),
-                    *(
-                        tg.create_task(self._autoscale(name, spec), name=f"autoscale:{name}")
-                        for name, svc in self.services.items()
-                        if (spec := svc.spec.autoscale) is not None
-                    ),
                     tg.create_task(self.webhooks.run(), name="webhooks"),
                     tg.create_task(
                         evaluate_every(
@@ -616,6 +613,19 @@ class Orchestrator:
             return text
 
     # --- autoscaling -------------------------------------------------------------------------------
+    def start_autoscalers(self) -> None:
+        """One autoscaler task per service with ``autoscale`` that has none running (at ``up``, and
+        after an apply added a service or turned autoscaling on). Each ends with its service."""
+        assert self._tg is not None
+        for name, svc in self.services.items():
+            spec = svc.spec.autoscale
+            running = self._autoscalers.get(name)
+            if spec is not None and (running is None or running.done()):
+                task = self._tg.create_task(self._autoscale(name, spec), name=f"autoscale:{name}")
+                self._autoscalers[name] = self._own(task)
+        for name in [n for n, t in self._autoscalers.items() if t.done()]:
+            del self._autoscalers[name]
+
     async def _autoscale(self, name: str, spec: AutoscaleSpec) -> None:
         """Every ``spec.interval``: measure, decide (``autoscale.decide``), publish the decision with
         its inputs, and scale. Runs until the deployment stops."""

@@ -216,6 +216,7 @@ async def apply(orch: Orchestrator, new: Project, *, dry_run: bool = False) -> A
     # Stop order and dependants now follow the file that runs (ports of the old plan's replicas were
     # released as they were retired; what runs is released at close from the services themselves).
     orch.plan = Plan(make_graph(orch.project), orch.plan.waves if orch.plan else (), {})
+    orch.start_autoscalers()
     duration = orch.clock.now() - t0
     orch.publish(DeploymentFinished(new.spec.name, outcome, duration, orch.clock.wall_time(), message))
     if outcome == "ready":
