@@ -29,13 +29,17 @@ def _fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-async def _baseline_fds() -> int:
-    """Fewest fds open over 40 samples: a cycle in flight holds a few (pidfd, log) for a moment."""
+async def _baseline(measure: Callable[[], int]) -> int:
+    """Fewest over 40 samples: a cycle in flight holds a few fds (pidfd, log) and tasks for a moment."""
     counts = []
     for _ in range(40):
-        counts.append(_fds())
+        counts.append(measure())
         await asyncio.sleep(0.005)
     return min(counts)
+
+
+def _tasks() -> int:
+    return len(asyncio.all_tasks())
 
 
 @pytest.mark.timeout(600)
@@ -59,16 +63,16 @@ async def test_ten_thousand_crash_cycles_stay_flat(tmp_path: Path) -> None:
         await _until(lambda: first.restarts >= 1_000, 120)
         store.flush()
         fds0, rss0, tasks0 = (
-            await _baseline_fds(),
+            await _baseline(_fds),
             psutil.Process().memory_info().rss,
-            len(asyncio.all_tasks()),
+            await _baseline(_tasks),
         )
         await _until(lambda: first.restarts >= CYCLES, 480)
         store.flush()
         fds1, rss1, tasks1 = (
-            await _baseline_fds(),
+            await _baseline(_fds),
             psutil.Process().memory_info().rss,
-            len(asyncio.all_tasks()),
+            await _baseline(_tasks),
         )
     finally:
         orch.request_down(1.0)
