@@ -384,7 +384,7 @@ def create_app(
         follow: bool = False,
     ) -> PlainTextResponse | StreamingResponse:
         """Output lines, prefixed with the replica id; ``follow=true`` keeps streaming new ones."""
-        past = await orch.logs(service, lines, replica)
+        past = await orch.logs(service, lines, replica, partial=not follow)
         if not follow:
             return PlainTextResponse("".join(f"{line}\n" for line in past))
 

@@ -1168,13 +1168,16 @@ class Orchestrator:
                     out.append(rep.id)
         return out
 
-    async def logs(self, name: str, lines: int, replica: int | None = None) -> list[str]:
-        """The last ``lines`` lines of each replica's output, prefixed with the replica id."""
+    async def logs(
+        self, name: str, lines: int, replica: int | None = None, *, partial: bool = True
+    ) -> list[str]:
+        """The last ``lines`` lines of each replica's output, prefixed with the replica id; without a
+        line still being written when ``partial`` is False (what a caller about to follow wants)."""
         svc = self._service(name)
         reps = [r for i, r in sorted(svc.replicas.items()) if replica is None or i == replica]
         out: list[str] = []
         for rep in reps:
-            got = await asyncio.to_thread(rep.last_lines, lines)
+            got = await asyncio.to_thread(rep.last_lines, lines, partial=partial)
             out.extend(f"{rep.id} | {line}" for line in got)
         return out
 

@@ -475,9 +475,10 @@ class Replica:
 
         return unsubscribe
 
-    def last_lines(self, n: int = LAST_LINES) -> list[str]:
-        """The last ``n`` lines of output (blocking file read: call from a thread)."""
-        return self.log.tail(n)
+    def last_lines(self, n: int = LAST_LINES, *, partial: bool = True) -> list[str]:
+        """The last ``n`` lines of output (blocking file read: call from a thread); ``partial``: with
+        a final line still being written."""
+        return self.log.tail(n, partial=partial)
 
     def snapshot(self) -> dict[str, object]:
         """Plain-data view for status."""

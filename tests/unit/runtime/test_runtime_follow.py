@@ -184,3 +184,20 @@ async def test_closed_follower_refuses_watches(tmp_path: Path) -> None:
     await f.aclose()
     with pytest.raises(RuntimeError):
         f.watch(str(tmp_path / "x.log"), print)
+
+
+async def test_a_line_being_written_when_watched_is_delivered_whole(
+    follower: LogFollower, tmp_path: Path
+) -> None:
+    log = tmp_path / "a.log"
+    out = Appender(log)
+    try:
+        out.write("done\ntick ")  # `tick 3` is half written when someone starts following
+        assert LogFile(str(log), 1 << 20, 1).tail(5, partial=False) == ["done"]
+        assert LogFile(str(log), 1 << 20, 1).tail(5) == ["done", "tick "]
+        got = Collector()
+        follower.watch(str(log), got)
+        out.write("3\ntick 4\n")
+        assert await got.wait_for(2) == ["tick 3", "tick 4"]
+    finally:
+        out.close()

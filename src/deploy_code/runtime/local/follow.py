@@ -85,7 +85,8 @@ class LogFollower:
     def watch(
         self, path: str, callback: LineCallback | None, *, rotate: Callable[[], bool] | None = None
     ) -> None:
-        """Follow ``path`` from its current end. Must be called on the loop.
+        """Follow ``path`` from its current end (from the start of a line still being written there,
+        so that line is delivered whole once complete). Must be called on the loop.
 
         Args:
             path: the file; it need not exist yet, but its directory must.
@@ -103,7 +104,7 @@ class LogFollower:
         self.unwatch(path)
         try:
             st = os.stat(path)
-            offset, mtime = st.st_size, st.st_mtime_ns
+            offset, mtime = _line_start(path, st.st_size), st.st_mtime_ns
         except FileNotFoundError:
             offset, mtime = 0, 0
         w = _Watch(path, callback, rotate, offset, mtime)
@@ -268,3 +269,23 @@ class LogFollower:
                 w.callback(line[i : i + self._max_line].decode("utf-8", "replace"))
             except Exception:
                 log.exception("log line callback for %s failed", w.path)
+
+
+def _line_start(path: str, size: int, look: int = 64 * 1024) -> int:
+    """``size``, or the offset just after the last newline when the file ends mid-line (looking back
+    at most ``look`` bytes; a longer unfinished line is followed from ``size``)."""
+    if size == 0:
+        return 0
+    try:
+        with open(path, "rb") as f:
+            start = max(0, size - look)
+            f.seek(start)
+            tail = f.read(size - start)
+    except OSError:
+        return size
+    if tail.endswith(b"\n"):
+        return size
+    cut = tail.rfind(b"\n")
+    if cut >= 0:
+        return start + cut + 1
+    return 0 if start == 0 else size

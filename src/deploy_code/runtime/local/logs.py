@@ -75,7 +75,7 @@ class LogFile:
         os.truncate(self.path, 0)
         return True
 
-    def tail(self, n: int) -> list[str]:
+    def tail(self, n: int, *, partial: bool = True) -> list[str]:
         """The last ``n`` lines, oldest first, looking into ``path.1`` when ``path`` has fewer.
 
         Reads only the end of each file (seeking backwards), at most 4 MiB per file. A final line
@@ -83,13 +83,15 @@ class LogFile:
 
         Args:
             n: how many lines.
+            partial: include a final line still being written (no newline yet); a caller that
+                follows the file next passes False: the follower delivers that line once complete.
 
         Returns:
             Up to ``n`` lines without their newlines.
         """
         if n <= 0:
             return []
-        lines = _tail_file(self.path, n)
+        lines = _tail_file(self.path, n, partial=partial)
         if len(lines) < n and self.backups > 0:
             lines = _tail_file(self.backup_path(1), n - len(lines)) + lines
         return lines
@@ -104,7 +106,7 @@ def _copy_private(src: str, dst: str) -> None:
         shutil.copyfileobj(inp, out)
 
 
-def _tail_file(path: str, n: int) -> list[str]:
+def _tail_file(path: str, n: int, *, partial: bool = True) -> list[str]:
     try:
         f = open(path, "rb")  # noqa: SIM115 - closed below; the with-block would hide the early return
     except FileNotFoundError:
@@ -123,6 +125,10 @@ def _tail_file(path: str, n: int) -> list[str]:
             data = f.read(step) + data
     if data.endswith(b"\n"):
         data = data[:-1]
+    elif not partial:  # drop the line still being written: a follower delivers it once complete
+        data = data[: data.rfind(b"\n") + 1][:-1] if b"\n" in data else b""
+        if not data:
+            return []
     parts = data.split(b"\n")
     if pos > 0:
         parts = parts[1:]  # the first piece starts mid-line
