@@ -314,6 +314,11 @@ class FrontPort:
         """True while at least one backend is ready."""
         return len(self._balancer) > 0
 
+    @property
+    def counters(self) -> PortStats:
+        """The live running totals and histograms (read on the loop; :meth:`stats` is their JSON)."""
+        return self._stats
+
     def stats(self) -> dict[str, object]:
         """Counters, pool and settings as plain data (JSON-ready)."""
         out: dict[str, object] = {

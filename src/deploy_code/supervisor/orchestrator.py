@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
 import signal
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -679,31 +680,27 @@ class Orchestrator:
             return sum(cpu) / len(cpu) if cpu else None
         fronts = list(self.fronts.get(svc.name, {}).values())
         if metric == "connections":
-            active = 0
-            for fp in fronts:
-                n = fp.stats()["connections_active"]
-                active += n if isinstance(n, int) else 0
-            return active / len(ready)
-        counts: list[int] = []
-        bounds: list[float] = []
+            return sum(fp.counters.connections_active for fp in fronts) / len(ready)
+        counts: list[int] = []  # per bucket (the last is +Inf), summed over the service's front ports
+        bounds: tuple[float, ...] = ()
         for fp in fronts:
-            hist = fp.stats().get("upstream_first_byte_seconds")
-            if not isinstance(hist, dict):
-                continue
-            for i, (le, cum) in enumerate(hist["buckets"]):
-                if i == len(counts):
-                    counts.append(0)
-                    bounds.append(float(le))
-                counts[i] += int(cum)
+            hist = fp.counters.upstream_first_byte
+            bounds = hist.bounds
+            if not counts:
+                counts = [0] * len(hist.counts)
+            for i, c in enumerate(hist.counts):
+                counts[i] += c
         delta = [c - (previous[i] if i < len(previous) else 0) for i, c in enumerate(counts)]
         previous[:] = counts
-        if not delta or delta[-1] <= 0:
+        total = sum(delta)
+        if total <= 0:
             return None
-        rank = 0.95 * delta[-1]
-        for le, cum in zip(bounds, delta, strict=True):
-            if cum >= rank:
+        rank, seen = 0.95 * total, 0
+        for le, c in zip(bounds, delta, strict=False):  # the last (+Inf) bucket has no bound
+            seen += c
+            if seen >= rank:
                 return le * 1000.0
-        return None
+        return math.inf  # p95 past the largest bound
 
     # --- front ports -------------------------------------------------------------------------------
     async def _open_fronts(self) -> None:
@@ -1248,38 +1245,22 @@ def _service_of_log(path: str) -> str:
 
 def _front_sample(service: str, port: str, fp: FrontPort) -> FrontSample:
     """A front port's counters for the metrics collector (read on the loop; plain values)."""
-    st = fp.stats()
-    hist = st.get("upstream_first_byte_seconds")
-    bounds: list[float] = []
-    counts: list[int] = []
-    total = 0.0
-    if isinstance(hist, dict):
-        previous = 0
-        for le, cumulative in hist["buckets"]:
-            if le != "+Inf":
-                bounds.append(float(le))
-            counts.append(int(cumulative) - previous)
-            previous = int(cumulative)
-        total = float(hist["sum"])
-
-    def n(key: str) -> int:
-        value = st.get(key, 0)
-        return value if isinstance(value, int) else 0
-
+    st = fp.counters
+    hist = st.upstream_first_byte
     return FrontSample(
         service,
         port,
         fp.available,
-        n("connections_active"),
-        n("connections_total"),
-        n("bytes_in"),
-        n("bytes_out"),
-        n("connect_retries"),
-        n("refused"),
-        n("no_backend"),
-        tuple(bounds),
-        tuple(counts),
-        total,
+        st.connections_active,
+        st.connections_total,
+        st.bytes_in,
+        st.bytes_out,
+        st.connect_retries,
+        st.refused,
+        st.no_backend,
+        tuple(hist.bounds),
+        tuple(hist.counts),
+        hist.total,
     )
 
 

@@ -137,7 +137,8 @@ async def roll(orch: Orchestrator, svc: ServiceRuntime, new: ServiceSpec) -> Non
         svc.refresh()
     except RolloutFailed:
         log.warning("rollout of %s failed: rolling back", svc.name)
-        await orch._retire([r for r in started if r.id in {x.id for x in svc.replicas.values()}])
+        still = {r.id for r in svc.replicas.values()}
+        await orch._retire([r for r in started if r.id in still])
         svc.spec = old_spec
         if stopped:
             back = orch._add_replicas(svc, stopped)
