@@ -490,18 +490,30 @@ def scale(targets: list[str], file: FileOpt = DEFAULT_FILE) -> None:
     _guard(run)
 
 
-def _print_applied(doc: dict[str, Any]) -> None:
-    for line in doc.get("changes", []):
-        sys.stdout.write(f"  {line}\n")
-    outcome = doc.get("outcome")
-    if outcome == "rolled_back":
-        sys.stdout.write(f"rolled back: {doc.get('message')}\n")
-    elif outcome == "unchanged":
-        sys.stdout.write("nothing to change\n")
-    elif outcome == "planned":
-        sys.stdout.write("(dry run: nothing changed)\n")
-    else:
-        sys.stdout.write(f"applied in {doc.get('duration_s', 0):.2f}s\n")
+def _change(file: Path, path: str, body: dict[str, Any], fmt: str) -> None:
+    """POST an apply or rollback, print what changed; exit 1 when the rollout was rolled back."""
+
+    def run() -> str:
+        with _client(file, timeout=None) as c:
+            doc: dict[str, Any] = c.request("POST", path, json=body)
+        if fmt != "text":
+            _emit(doc, fmt)
+            return str(doc.get("outcome"))
+        for line in doc.get("changes", []):
+            sys.stdout.write(f"  {line}\n")
+        outcome = doc.get("outcome")
+        if outcome == "rolled_back":
+            sys.stdout.write(f"rolled back: {doc.get('message')}\n")
+        elif outcome == "unchanged":
+            sys.stdout.write("nothing to change\n")
+        elif outcome == "planned":
+            sys.stdout.write("(dry run: nothing changed)\n")
+        else:
+            sys.stdout.write(f"applied in {doc.get('duration_s', 0):.2f}s\n")
+        return str(outcome)
+
+    if _guard(run) == "rolled_back":
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -512,16 +524,8 @@ def apply(
 ) -> None:
     """Redeploy what changed in the file (per service: rolling, blue-green or recreate); a rollout
     whose new replicas do not get ready is rolled back (exit status 1)."""
-
-    def run() -> str:
-        _load(file)  # every problem of the file, located, before the orchestrator is asked
-        with _client(file, timeout=None) as c:
-            doc = c.request("POST", "/v1/apply", json={"dry_run": dry_run})
-        _emit(doc, fmt) if fmt != "text" else _print_applied(doc)
-        return str(doc.get("outcome"))
-
-    if _guard(run) == "rolled_back":
-        raise typer.Exit(1)
+    _guard(lambda: _load(file))  # every problem of the file, located, before the orchestrator is asked
+    _change(file, "/v1/apply", {"dry_run": dry_run}, fmt)
 
 
 @app.command()
@@ -531,15 +535,7 @@ def rollback(
     fmt: FormatOpt = "text",
 ) -> None:
     """Go back to the previous version of the file (or deployment --to N's), as `apply` would."""
-
-    def run() -> str:
-        with _client(file, timeout=None) as c:
-            doc = c.request("POST", "/v1/rollback", json={"deployment": to})
-        _emit(doc, fmt) if fmt != "text" else _print_applied(doc)
-        return str(doc.get("outcome"))
-
-    if _guard(run) == "rolled_back":
-        raise typer.Exit(1)
+    _change(file, "/v1/rollback", {"deployment": to}, fmt)
 
 
 @app.command()
