@@ -16,6 +16,26 @@ from typing import Any
 PY = sys.executable
 
 
+HTTP_REPLICA = """\
+import http.server, os, socketserver, sys
+if os.environ.get("BROKEN"):
+    sys.exit(3)
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.0"
+    def do_GET(self):
+        body = os.environ["ANSWER"].encode()
+        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a): pass
+class S(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+print("serving", os.environ["ANSWER"], flush=True)
+S(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+"""
+"""A replica for front-port tests: answers every GET with $ANSWER on $PORT; exits 3 at once if $BROKEN."""
+
+
 def processes_marked(state_dir: Path) -> list[int]:
     """Pids whose environment carries DEPLOY_CODE_STATE_DIR=state_dir (our replicas)."""
     marker = f"DEPLOY_CODE_STATE_DIR={state_dir}".encode()

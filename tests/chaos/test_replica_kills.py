@@ -23,23 +23,7 @@ from tests.chaos.support import (
     wait_healthy,
     wait_until,
 )
-from tests.helpers import PY, Deployment, processes_marked
-
-SERVER = """\
-import http.server, os, socketserver
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.0"
-    def do_GET(self):
-        body = os.environ["REPLICA"].encode()
-        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a): pass
-class S(socketserver.ThreadingTCPServer):
-    allow_reuse_address = True
-    daemon_threads = True
-print("serving", os.environ["REPLICA"], flush=True)
-S(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
-"""
+from tests.helpers import HTTP_REPLICA, PY, Deployment, processes_marked
 
 # Restarts are what is measured, so the crash-loop breaker must not end the run (a high budget), and the
 # backoff starts over after 1 s of readiness, so that the figure is the restart itself, not the backoff
@@ -88,7 +72,7 @@ def _get(port: int) -> bytes:
 
 def _write(dep: Deployment) -> None:
     server = dep.root / "server.py"
-    server.write_text(SERVER)
+    server.write_text(HTTP_REPLICA)
     probes = (
         "{readiness: {http: {port: P, path: /}, period: 100ms}, liveness: {tcp: {port: P}, period: 200ms}}"
     )
@@ -99,7 +83,7 @@ def _write(dep: Deployment) -> None:
         services:
           kv:
             command: [{PY}, {server}]
-            env: {{PORT: "${{ports.main}}", REPLICA: "kv.${{replica}}"}}
+            env: {{PORT: "${{ports.main}}", ANSWER: "kv.${{replica}}"}}
             ports: {{main: auto}}
             replicas: 2
             expose: {{main: {{port: auto, connect_timeout: 3s}}}}
@@ -107,7 +91,7 @@ def _write(dep: Deployment) -> None:
             health: {probes.replace("P", "main")}
           web:
             command: [{PY}, {server}]
-            env: {{PORT: "${{ports.http}}", REPLICA: "web.${{replica}}", KV: "${{services.kv.ports.main}}"}}
+            env: {{PORT: "${{ports.http}}", ANSWER: "web.${{replica}}", KV: "${{services.kv.ports.main}}"}}
             ports: {{http: auto}}
             replicas: 3
             depends_on: {{kv: healthy}}

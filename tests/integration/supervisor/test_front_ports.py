@@ -9,34 +9,21 @@ import signal
 import sys
 from pathlib import Path
 
+from tests.helpers import HTTP_REPLICA
 from tests.integration.supervisor.support import http_get, running, until
 
 from deploy_code.config import load_text
 from deploy_code.events import ReplicaState
 
-SERVER = """\
-import http.server, os, socketserver
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.0"
-    def do_GET(self):
-        body = os.environ["REPLICA"].encode()
-        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a): pass
-class S(socketserver.ThreadingTCPServer):
-    allow_reuse_address = True
-S(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
-"""
-
 
 async def test_front_port_balances_and_survives_kills(tmp_path: Path) -> None:
-    (tmp_path / "server.py").write_text(SERVER)
+    (tmp_path / "server.py").write_text(HTTP_REPLICA)
     project = load_text(
         f"""\
 services:
   web:
     command: [{sys.executable}, server.py]
-    env: {{PORT: "${{ports.http}}", REPLICA: "${{replica}}"}}
+    env: {{PORT: "${{ports.http}}", ANSWER: "${{replica}}"}}
     ports: {{http: auto}}
     replicas: 3
     expose: {{http: {{port: auto, balance: round_robin, connect_timeout: 2s}}}}

@@ -8,30 +8,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests.helpers import HTTP_REPLICA
 from tests.integration.supervisor.support import http_get, running
 
 from deploy_code.config import load
 
-SERVER = """\
-import http.server, os, socketserver, sys
-if os.environ.get("BROKEN"):
-    sys.exit(3)
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.0"
-    def do_GET(self):
-        body = os.environ["VERSION"].encode()
-        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a): pass
-class S(socketserver.ThreadingTCPServer):
-    allow_reuse_address = True
-    daemon_threads = True
-S(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
-"""
-
 
 def _yaml(version: str, strategy: str, *, broken: bool = False, worker_cmd: str = "60") -> str:
-    env = f'{{PORT: "${{ports.http}}", VERSION: "{version}"' + (', BROKEN: "1"' if broken else "") + "}"
+    env = f'{{PORT: "${{ports.http}}", ANSWER: "{version}"' + (', BROKEN: "1"' if broken else "") + "}"
     return f"""\
 services:
   web:
@@ -75,7 +59,7 @@ class Load:
 
 @pytest.mark.parametrize("strategy", ["rolling", "blue-green"])
 async def test_rollout_serves_every_request_and_rollback_returns(tmp_path: Path, strategy: str) -> None:
-    (tmp_path / "server.py").write_text(SERVER)
+    (tmp_path / "server.py").write_text(HTTP_REPLICA)
     file = tmp_path / "deploy-code.yaml"
     file.write_text(_yaml("v1", strategy))
     async with running(load(file), tmp_path) as (orch, store):
@@ -114,7 +98,7 @@ async def test_rollout_serves_every_request_and_rollback_returns(tmp_path: Path,
 
 
 async def test_apply_adds_removes_and_scales(tmp_path: Path) -> None:
-    (tmp_path / "server.py").write_text(SERVER)
+    (tmp_path / "server.py").write_text(HTTP_REPLICA)
     file = tmp_path / "deploy-code.yaml"
     file.write_text(_yaml("v1", "rolling"))
     async with running(load(file), tmp_path) as (orch, _store):
