@@ -534,7 +534,7 @@ class Orchestrator:
         for name, svc in self.services.items():
             for idx in sorted(svc.replicas):
                 r = svc.replicas[idx]
-                pid = r.handle.identity.pid if r.handle is not None else None
+                pid = r.pid
                 if pid is not None:
                     pids.append(pid)
                 uptime = round(now - r.started_at, 1) if r.started_at and r.handle else None
@@ -580,8 +580,7 @@ class Orchestrator:
             restarts = 0
             for r in svc.replicas.values():
                 restarts += r.restarts
-                pid = r.handle.identity.pid if r.handle is not None else None
-                replicas.append(ReplicaSample(name, r.index, str(r.state), pid, r.restarts))
+                replicas.append(ReplicaSample(name, r.index, str(r.state), r.pid, r.restarts))
             services.append(ServiceSample(name, svc.state, svc.ready_count, svc.desired, restarts))
         levels: list[LevelSample] = []
         book = self.ledger.snapshot()
@@ -674,7 +673,7 @@ class Orchestrator:
         if not ready:
             return None
         if metric == "cpu":
-            pids = [r.handle.identity.pid for r in ready if r.handle is not None]
+            pids = [pid for r in ready if (pid := r.pid) is not None]
             procs = await asyncio.to_thread(self.procs.sample, pids)
             cpu = [p.cpu_percent for p in procs.values() if p.cpu_percent is not None]
             return sum(cpu) / len(cpu) if cpu else None
@@ -782,7 +781,7 @@ class Orchestrator:
         if any(rule.memory_above_percent is not None for rule in self.project.spec.alerts.rules):
             total = self.capacity.total.memory_mb * 2**20 or 1.0
             pids = {
-                name: [r.handle.identity.pid for r in svc.replicas.values() if r.handle is not None]
+                name: [pid for r in svc.replicas.values() if (pid := r.pid) is not None]
                 for name, svc in self.services.items()
             }
             procs = self.procs.sample([p for ps in pids.values() for p in ps])  # rate-bounded, ~50 µs/pid

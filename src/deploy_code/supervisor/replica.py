@@ -87,6 +87,11 @@ class Replica:
         self._notify: NotifyEndpoint | None = None
         self._line_subscribers: set[Callable[[str], None]] = set()  # bounded: one per `logs -f` client
 
+    @property
+    def pid(self) -> int | None:
+        """The process id while the replica has a process."""
+        return self.handle.identity.pid if self.handle is not None else None
+
     # --- state ---------------------------------------------------------------------------------
     def _set(self, new: ReplicaState, reason: str) -> None:
         old = self.state
@@ -113,7 +118,7 @@ class Replica:
                 new,
                 reason,
                 self.orch.clock.wall_time(),
-                self.handle.identity.pid if self.handle else None,
+                self.pid,
             )
         )
         self.service.on_replica_changed(self, old, first_start)
@@ -488,7 +493,7 @@ class Replica:
             "id": self.id,
             "state": str(self.state),
             "reason": self.reason,
-            "pid": self.handle.identity.pid if self.handle else None,
+            "pid": self.pid,
             "ports": dict(self.ports),
             "restarts": self.restarts,
             "last_exit": self.last_exit,
