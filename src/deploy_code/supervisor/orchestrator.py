@@ -825,8 +825,7 @@ class Orchestrator:
                 LeaseExpired(lease.owner, service, lease.request.to_dict(), lease.expires_at or now, wall)
             )
         if reaped:
-            self._freed.set()
-            self._freed = asyncio.Event()
+            self._pulse_freed()
         return [lease.owner for lease in reaped]
 
     def _add_pools(self) -> None:
@@ -858,8 +857,12 @@ class Orchestrator:
         if rep.booked:
             self.ledger.release(rep.id)
             rep.booked = False
-            self._freed.set()
-            self._freed = asyncio.Event()
+            self._pulse_freed()
+
+    def _pulse_freed(self) -> None:
+        """Wake whoever waits for capacity (set, then replaced: later waiters wait for the next one)."""
+        self._freed.set()
+        self._freed = asyncio.Event()
 
     def _launch(self, rep: Replica) -> None:
         assert self._tg is not None
